@@ -1,0 +1,49 @@
+"""activelab_lightning: ActiveLab active learning with re-labeling, for PyTorch Lightning.
+
+The public names are imported lazily so that ``import activelab_lightning.scoring`` stays free of
+Lightning, and ``import activelab_lightning`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # records
+    "LabelRequest": "activelab_lightning.records",
+    "Annotation": "activelab_lightning.records",
+    "OracleResponse": "activelab_lightning.records",
+    "RoundRecord": "activelab_lightning.records",
+    # pipeline
+    "AnnotationStore": "activelab_lightning.store",
+    "ActiveDataModule": "activelab_lightning.datamodule",
+    "ActiveLabCallback": "activelab_lightning.callback",
+    "ActiveLearningLoop": "activelab_lightning.loop",
+    "ActiveLabScorer": "activelab_lightning.scoring",
+    "activelab_scores": "activelab_lightning.scoring",
+    "crowdlab": "activelab_lightning.scoring",
+    # oracles
+    "Oracle": "activelab_lightning.oracles",
+    "SimulatedOracle": "activelab_lightning.oracles",
+    "ReplayOracle": "activelab_lightning.oracles",
+    "FileOracle": "activelab_lightning.oracles",
+    "LabelStudioOracle": "activelab_lightning.oracles",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'activelab_lightning' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

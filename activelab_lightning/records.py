@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["RequestKind", "LabelRequest", "Annotation", "OracleResponse", "RoundRecord"]
+__all__ = ["RequestKind", "LabelRequest", "Annotation", "OracleResponse", "RoundRecord", "RoundSummary"]
 
 RequestKind = Literal["new", "relabel"]
 
@@ -89,3 +89,56 @@ class RoundRecord:
     seed: int
     selected_ids: tuple[int, ...]
     status: Literal["requested", "completed"]
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """Everything one acquisition round reports (the input of :mod:`activelab_lightning.reporting`).
+
+    Args:
+        round: Round index (the x-axis of every chart: a fresh Trainer resets ``global_step``).
+        strategy: Name of the acquisition strategy.
+        num_annotations: Annotations in the store after the round.
+        num_labeled: Examples with at least one label after the round.
+        num_unlabeled: Examples with no label after the round.
+        requests: The round's label requests (in selection order).
+        answers: The annotations the oracle returned this round.
+        num_pending: Requests still waiting for an answer.
+        num_exhausted: Requests no annotator could answer.
+        labeled_scores: ``(n_labeled,)`` scores of the labeled pool before the round (float64).
+        unlabeled_scores: ``(n_unlabeled,)`` scores of the unlabeled pool (may be a sample).
+        consensus_accuracy: Accuracy of the consensus labels against ground truth, if known.
+        model_weight: CROWDLAB model weight (mean over members for ensembles), if computed.
+        mean_annotator_weight: Mean CROWDLAB annotator weight, if computed.
+        annotator_stats: Rows ``{"annotator_id", "quality", "agreement", "worst_class", "num_labeled"}``.
+        metrics: Further scalars, e.g. ``{"test/acc": 0.93}``.
+        seconds: Wall time of the acquisition.
+    """
+
+    round: int
+    strategy: str
+    num_annotations: int
+    num_labeled: int
+    num_unlabeled: int
+    requests: tuple[LabelRequest, ...]
+    answers: tuple[Annotation, ...]
+    num_pending: int = 0
+    num_exhausted: int = 0
+    labeled_scores: "object | None" = None
+    unlabeled_scores: "object | None" = None
+    consensus_accuracy: float | None = None
+    model_weight: float | None = None
+    mean_annotator_weight: float | None = None
+    annotator_stats: tuple[dict, ...] = ()
+    metrics: "dict[str, float] | None" = None
+    seconds: float = 0.0
+
+    @property
+    def num_new(self) -> int:
+        """Requests for examples that had no label."""
+        return sum(r.kind == "new" for r in self.requests)
+
+    @property
+    def num_relabel(self) -> int:
+        """Requests for one more label of an already-labeled example."""
+        return sum(r.kind == "relabel" for r in self.requests)

@@ -37,6 +37,7 @@ from typing import Any, Callable, ClassVar, Literal, Sequence, TypeVar
 import torch
 
 from activelab_lightning.records import LabelRequest
+from activelab_lightning.scoring import ActiveLabEnsembleScorer, ActiveLabScorer
 from activelab_lightning.scoring.baselines import (
     disagreement_scores,
     entropy_scores,
@@ -238,32 +239,24 @@ def get_strategy(name: str | Strategy, **kwargs: Any) -> Strategy:
     return cls(**kwargs)
 
 
-@register_strategy("activelab")
-class ActiveLabStrategy(Strategy):
-    """ActiveLab (Goh & Mueller, 2023): CROWDLAB-weighted label quality vs. model confidence."""
+class _ActiveLabBase(Strategy):
+    """Shared by the single-model and ensemble ActiveLab strategies."""
 
-    input = "probs"
-
-    def fit(self, ctx: ScoringContext) -> torch.Tensor:
-        from activelab_lightning.scoring import ActiveLabScorer
-
+    def _fit_scorer(self, ctx: ScoringContext, scorer: Any, probs: torch.Tensor) -> torch.Tensor:
         self._ctx = ctx
-        probs = self._need(ctx, "pred_probs")
-        self._scorer = None
-        if ctx.labels.shape[0] == 0:  # cold start: spec §6.3 with (T, w_M, w̄) = (1, 1, 1)
+        if ctx.labels.shape[0] == 0:  # cold start: T = w_M = mean annotator weight = 1 (spec §6.3)
+            self._scorer = scorer.fit(None, None)
             return torch.zeros(0, dtype=torch.float64)
-        self._scorer = ActiveLabScorer(temperature_objective=ctx.temperature_objective).fit(ctx.labels, probs)
+        self._scorer = scorer.fit(ctx.labels, probs)
         return self._scorer.labeled_scores_.to(torch.float64)
 
     def score_unlabeled(self, ids: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
         assert probs is not None
-        if self._scorer is None:
-            k = self.ctx.num_classes
-            return (probs.to(torch.float64).amax(dim=1) + 1.0 / k) / 2.0
         return self._scorer.score_unlabeled(probs).to(torch.float64)
 
     def diagnostics(self) -> dict[str, float]:
-        if getattr(self, "_scorer", None) is None:
+        scorer = getattr(self, "_scorer", None)
+        if scorer is None or self.ctx.labels.shape[0] == 0:
             return {}
         out = {}
         for key, attr in (
@@ -271,40 +264,37 @@ class ActiveLabStrategy(Strategy):
             ("model_weight", "model_weight_"),
             ("mean_annotator_weight", "mean_annotator_weight_"),
         ):
-            value = getattr(self._scorer, attr, None)
+            value = getattr(scorer, attr, None)
             if value is not None:
                 out[key] = float(torch.as_tensor(value, dtype=torch.float64).mean())
         return out
 
 
+@register_strategy("activelab")
+class ActiveLabStrategy(_ActiveLabBase):
+    """ActiveLab (Goh & Mueller, 2023): CROWDLAB-weighted label quality vs. model confidence.
+
+    The unlabeled pool is streamed: its scores are row-wise once the labeled pass is done.
+    """
+
+    input = "probs"
+
+    def fit(self, ctx: ScoringContext) -> torch.Tensor:
+        scorer = ActiveLabScorer(temperature_objective=ctx.temperature_objective, generator=ctx.generator)
+        return self._fit_scorer(ctx, scorer, self._need(ctx, "pred_probs"))
+
+
 @register_strategy("activelab_ensemble")
-class ActiveLabEnsembleStrategy(Strategy):
-    """ActiveLab with ``P`` models. Not streamed: the ensemble's unlabeled majority vote breaks
-    exact ties with pool-wide statistics (spec §8), so the pool is scored in one call."""
+class ActiveLabEnsembleStrategy(_ActiveLabBase):
+    """ActiveLab with ``P`` models. Not streamed: the members' majority vote on the unlabeled pool
+    breaks exact ties with pool-wide statistics (spec §8), so the pool is scored in one call."""
 
     input = "ensemble"
     streaming = False
 
     def fit(self, ctx: ScoringContext) -> torch.Tensor:
-        from activelab_lightning.scoring import activelab_scores_ensemble
-
-        self._ctx = ctx
-        ensemble = self._need(ctx, "ensemble_pred_probs")
-        self._score = activelab_scores_ensemble
-        labeled, _ = activelab_scores_ensemble(
-            ctx.labels, ensemble.clone(), None, temperature_objective=ctx.temperature_objective
-        )
-        return torch.as_tensor(labeled, dtype=torch.float64)
-
-    def score_unlabeled(self, ids: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
-        assert probs is not None
-        ctx = self.ctx
-        labels = ctx.labels if ctx.labels.shape[0] else None
-        ensemble = ctx.ensemble_pred_probs.clone() if labels is not None else None  # type: ignore[union-attr]
-        _, unlabeled = self._score(
-            labels, ensemble, probs.to(torch.float64).clone(), temperature_objective=ctx.temperature_objective
-        )
-        return torch.as_tensor(unlabeled, dtype=torch.float64)
+        scorer = ActiveLabEnsembleScorer(temperature_objective=ctx.temperature_objective, generator=ctx.generator)
+        return self._fit_scorer(ctx, scorer, self._need(ctx, "ensemble_pred_probs"))
 
 
 @register_strategy("random")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import json
 import math
 import os
@@ -50,7 +49,7 @@ from activelab_lightning.records import Annotation, LabelRequest, OracleResponse
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["AnnotationStore", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "AnnotationStore"]
 
 #: Version of the on-disk schema; a store written by another version is refused on open.
 SCHEMA_VERSION = 1
@@ -225,7 +224,9 @@ class AnnotationStore:
         self._cache: _Derived | None = None
         self._cache_version: int | None = None
 
-        is_new = self._path == _MEMORY or not Path(self._path).exists() or Path(self._path).stat().st_size == 0
+        is_new = (
+            self._path == _MEMORY or not Path(self._path).exists() or Path(self._path).stat().st_size == 0
+        )
         if is_new and (given_n is None or given_classes is None):
             raise ValueError(
                 f"AnnotationStore(path={self._path!r}) does not exist yet: pass num_examples= and "
@@ -560,9 +561,9 @@ class AnnotationStore:
                     continue
                 is_correction = True
             else:
+                if any(s.label == row.label and s.request_id == row.request_id for s in history):
+                    continue  # exact repeat of a stored label (the original or a correction)
                 original = next(s for s in history if not s.is_correction)
-                if original.label == row.label and original.request_id == row.request_id:
-                    continue  # exact repeat
                 raise ValueError(
                     f"{describe(i)}: annotator {row.annotator_id!r} already labeled example "
                     f"{row.example_id} as {original.label} ({self.class_names[original.label]!r}, "
@@ -625,7 +626,9 @@ class AnnotationStore:
             {'r0:e2': 'exhausted'}
         """
         if not isinstance(response, OracleResponse):
-            raise TypeError(f"response must be an OracleResponse, got {type(response).__name__}: {response!r}.")
+            raise TypeError(
+                f"response must be an OracleResponse, got {type(response).__name__}: {response!r}."
+            )
         rows = [self._row_from_annotation(a, i, bool(correction)) for i, a in enumerate(response.annotations)]
         exhausted = self._request_ids(response.exhausted, "response.exhausted")
         with self._transaction() as conn:
@@ -669,10 +672,14 @@ class AnnotationStore:
             if not isinstance(req, LabelRequest):
                 raise TypeError(f"{where} must be a LabelRequest, got {type(req).__name__}: {req!r}.")
             if _int_arg(req.round, f"{where} round") != round_:
-                raise ValueError(f"{where}.round is {req.round}, but begin_round was called with round={round_}.")
+                raise ValueError(
+                    f"{where}.round is {req.round}, but begin_round was called with round={round_}."
+                )
             e = self._check_example_id(req.example_id, where)
             if e in seen:
-                raise ValueError(f"{where}: example_id {e} is requested twice in round {round_}; one request per example.")
+                raise ValueError(
+                    f"{where}: example_id {e} is requested twice in round {round_}; one request per example."
+                )
             seen.add(e)
             if req.kind not in _REQUEST_KINDS:
                 raise ValueError(f"{where}.kind must be one of {_REQUEST_KINDS}, got {req.kind!r}.")
@@ -685,7 +692,9 @@ class AnnotationStore:
             rows.append((req.request_id, round_, i, e, score, req.kind, json.dumps(list(existing)), now))
         selected = [r[3] for r in rows]
         with self._transaction() as conn:
-            found = conn.execute("SELECT seed, selected_ids FROM rounds WHERE round = ?", (round_,)).fetchone()
+            found = conn.execute(
+                "SELECT seed, selected_ids FROM rounds WHERE round = ?", (round_,)
+            ).fetchone()
             if found is not None:
                 if found[0] != seed_ or json.loads(found[1]) != selected:
                     warnings.warn(
@@ -719,11 +728,12 @@ class AnnotationStore:
             if found is None:
                 raise ValueError(
                     f"complete_round({round_}): round {round_} was never begun; call begin_round first "
-                    f"(stored rounds: {[r[0] for r in conn.execute('SELECT round FROM rounds ORDER BY round')]})."
+                    f"(stored rounds: {[r.round for r in self.rounds()]})."
                 )
             if found[0] != "completed":
                 conn.execute(
-                    "UPDATE rounds SET status = 'completed', completed_at = ? WHERE round = ?", (_now(), round_)
+                    "UPDATE rounds SET status = 'completed', completed_at = ? WHERE round = ?",
+                    (_now(), round_),
                 )
 
     @staticmethod
@@ -734,32 +744,44 @@ class AnnotationStore:
         """The record of one round, or None if it was never begun."""
         round_ = _int_arg(round, "round")
         with self._lock:
-            row = self._connection().execute(
-                "SELECT round, seed, selected_ids, status FROM rounds WHERE round = ?", (round_,)
-            ).fetchone()
+            row = (
+                self._connection()
+                .execute("SELECT round, seed, selected_ids, status FROM rounds WHERE round = ?", (round_,))
+                .fetchone()
+            )
         return None if row is None else self._round_record(row)
 
     def rounds(self) -> list[RoundRecord]:
         """All round records, by round index."""
         with self._lock:
-            rows = self._connection().execute(
-                "SELECT round, seed, selected_ids, status FROM rounds ORDER BY round"
-            ).fetchall()
+            rows = (
+                self._connection()
+                .execute("SELECT round, seed, selected_ids, status FROM rounds ORDER BY round")
+                .fetchall()
+            )
         return [self._round_record(r) for r in rows]
 
     def last_completed_round(self) -> int:
         """The highest completed round index, ``-1`` if none."""
         with self._lock:
-            row = self._connection().execute("SELECT MAX(round) FROM rounds WHERE status = 'completed'").fetchone()
+            row = (
+                self._connection()
+                .execute("SELECT MAX(round) FROM rounds WHERE status = 'completed'")
+                .fetchone()
+            )
         return -1 if row[0] is None else int(row[0])
 
     def _select_requests(self, where: str, params: Sequence[Any]) -> list[LabelRequest]:
         with self._lock:
-            rows = self._connection().execute(
-                "SELECT example_id, score, kind, round, existing_annotators FROM requests "
-                f"WHERE {where} ORDER BY round, position",
-                params,
-            ).fetchall()
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT example_id, score, kind, round, existing_annotators FROM requests "
+                    f"WHERE {where} ORDER BY round, position",
+                    params,
+                )
+                .fetchall()
+            )
         return [
             LabelRequest(example_id=e, score=s, kind=k, round=r, existing_annotators=tuple(json.loads(x)))
             for e, s, k, r, x in rows
@@ -801,7 +823,8 @@ class AnnotationStore:
         now = _now()
         before = conn.total_changes
         conn.executemany(
-            "UPDATE requests SET status = 'exhausted', updated_at = ? WHERE request_id = ? AND status = 'pending'",
+            "UPDATE requests SET status = 'exhausted', updated_at = ? "
+            "WHERE request_id = ? AND status = 'pending'",
             [(now, r) for r in request_ids],
         )
         return conn.total_changes - before
@@ -813,7 +836,9 @@ class AnnotationStore:
             return self._set_exhausted(conn, ids)
 
     # ------------------------------------------------------------------ external ids
-    def set_external_id(self, request_id: str, system: str, external_id: str, *, replace: bool = False) -> None:
+    def set_external_id(
+        self, request_id: str, system: str, external_id: str, *, replace: bool = False
+    ) -> None:
         """Remember the id an outside system (e.g. ``"label-studio"``) gave to a request.
 
         Setting the same id again is a no-op; a different one is an error unless ``replace=True``.
@@ -832,7 +857,8 @@ class AnnotationStore:
         self._check_text(external_id, "external_id", "set_external_id")
         with self._transaction() as conn:
             found = conn.execute(
-                "SELECT external_id FROM external_ids WHERE system = ? AND request_id = ?", (system, request_id)
+                "SELECT external_id FROM external_ids WHERE system = ? AND request_id = ?",
+                (system, request_id),
             ).fetchone()
             if found is not None and found[0] == external_id:
                 return
@@ -852,9 +878,12 @@ class AnnotationStore:
         """``request_id -> external id`` for one outside system."""
         with self._lock:
             return dict(
-                self._connection().execute(
-                    "SELECT request_id, external_id FROM external_ids WHERE system = ? ORDER BY rowid", (system,)
-                ).fetchall()
+                self._connection()
+                .execute(
+                    "SELECT request_id, external_id FROM external_ids WHERE system = ? ORDER BY rowid",
+                    (system,),
+                )
+                .fetchall()
             )
 
     # ------------------------------------------------------------------ derived views
@@ -898,6 +927,8 @@ class AnnotationStore:
         import torch
 
         ids = torch.as_tensor(example_ids)
+        if ids.numel() == 0:
+            return torch.zeros(0, dtype=torch.int64)
         if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
             raise TypeError(f"{name} must hold integer example ids, got dtype {ids.dtype}.")
         ids = ids.to(torch.int64).reshape(-1)
@@ -906,12 +937,13 @@ class AnnotationStore:
             if lo < 0 or hi >= self.num_examples:
                 bad = lo if lo < 0 else hi
                 raise ValueError(
-                    f"{name} contains {bad}, outside 0..{self.num_examples - 1} (num_examples={self.num_examples})."
+                    f"{name} contains {bad}, outside 0..{self.num_examples - 1} "
+                    f"(num_examples={self.num_examples})."
                 )
         return ids
 
     def label_counts(self) -> torch.Tensor:
-        """``(num_examples,)`` int64: how many annotators labeled each example (corrections not counted twice)."""
+        """``(num_examples,)`` int64: labels per example (a correction is not one more)."""
         return self._derived().counts.clone()
 
     def labeled_ids(self) -> torch.Tensor:
@@ -937,7 +969,7 @@ class AnnotationStore:
 
         d = self._derived()
         counts = torch.bincount(d.cols, minlength=len(d.annotators)).tolist()
-        return dict(zip(d.annotators, counts))
+        return dict(zip(d.annotators, counts, strict=True))
 
     def label_matrix(self, example_ids: Any = None) -> tuple[torch.Tensor, list[str]]:
         """The dense multi-annotator label matrix.
@@ -1006,7 +1038,7 @@ class AnnotationStore:
         rows = row_of[d.example_ids]
         selected = torch.nonzero(rows >= 0).reshape(-1)
         by_example: dict[int, list[str]] = {}
-        for e, c in zip(d.example_ids[selected].tolist(), d.cols[selected].tolist()):
+        for e, c in zip(d.example_ids[selected].tolist(), d.cols[selected].tolist(), strict=True):
             by_example.setdefault(e, []).append(d.annotators[c])
         return [tuple(by_example.get(e, ())) for e in ids.tolist()]
 
@@ -1032,10 +1064,15 @@ class AnnotationStore:
     def iter_annotations(self) -> Iterator[dict[str, Any]]:
         """All log rows (corrections included) as dicts with the export columns, in log order."""
         with self._lock:
-            rows = self._connection().execute(
-                "SELECT example_id, annotator_id, label, round, source, request_id, created_at, is_correction "
-                "FROM annotations ORDER BY id"
-            ).fetchall()
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT example_id, annotator_id, label, round, source, request_id, created_at, "
+                    "is_correction "
+                    "FROM annotations ORDER BY id"
+                )
+                .fetchall()
+            )
         for e, a, label, round_, source, req, created, corr in rows:
             yield {
                 "example_id": e,
@@ -1106,7 +1143,9 @@ class AnnotationStore:
                     except json.JSONDecodeError as err:
                         raise ValueError(f"{path}:{line_num}: not valid JSON ({err}).") from err
                     if not isinstance(record, dict):
-                        raise ValueError(f"{path}:{line_num}: expected a JSON object per line, got {record!r}.")
+                        raise ValueError(
+                            f"{path}:{line_num}: expected a JSON object per line, got {record!r}."
+                        )
                     yield line_num, record
 
     def _parse_label(self, value: Any, label_format: str, where: str) -> int:

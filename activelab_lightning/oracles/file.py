@@ -43,6 +43,8 @@ __all__ = [
     "parse_label",
     "display_fields",
     "write_png",
+    "png_bytes",
+    "is_image",
     "task_for_request",
 ]
 
@@ -139,29 +141,23 @@ def parse_label(value: Any, class_names: Sequence[str]) -> int:
 # --------------------------------------------------------------------------------- display
 
 
-def write_png(path: str | os.PathLike[str], image: Any, *, min_side: int = _THUMBNAIL_MIN_SIDE) -> Path:
-    """Write an image array as a PNG (no imaging library needed).
+def png_bytes(image: Any, *, min_side: int = _THUMBNAIL_MIN_SIDE) -> bytes:
+    """Encode an image array as PNG bytes (no imaging library needed).
 
     Float images with values in ``[0, 1]`` are scaled by 255, other floats are min-max scaled;
     small images are enlarged (nearest neighbour) so their short side is at least ``min_side``.
 
     Args:
-        path: Where to write.
         image: ``(H, W)`` grayscale, ``(H, W, C)`` or ``(C, H, W)`` with ``C`` in 1, 3, 4 (alpha is
             dropped); a tensor or an array.
         min_side: Enlarge until the shorter side is at least this many pixels (0: keep the size).
-
-    Returns:
-        The path written.
 
     Raises:
         ValueError: ``image`` does not have one of the shapes above.
 
     Example::
 
-        >>> import tempfile, os
-        >>> p = write_png(os.path.join(tempfile.mkdtemp(), "x.png"), np.eye(4))
-        >>> p.read_bytes()[:4]
+        >>> png_bytes(np.eye(4))[:4]
         b'\\x89PNG'
     """
     arr = _image_array(image)
@@ -174,18 +170,31 @@ def write_png(path: str | os.PathLike[str], image: Any, *, min_side: int = _THUM
         arr = np.repeat(np.repeat(arr, factor, axis=0), factor, axis=1)
     height, width = arr.shape[:2]
     color_type = 0 if arr.ndim == 2 else 2
-    raw = np.concatenate(
-        [np.zeros((height, 1), dtype=np.uint8), arr.reshape(height, -1)], axis=1
-    ).tobytes()
+    raw = np.concatenate([np.zeros((height, 1), dtype=np.uint8), arr.reshape(height, -1)], axis=1).tobytes()
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+def write_png(path: str | os.PathLike[str], image: Any, *, min_side: int = _THUMBNAIL_MIN_SIDE) -> Path:
+    """Write an image array as a PNG file (see :func:`png_bytes` for the accepted shapes).
+
+    Returns:
+        The path written.
+
+    Example::
+
+        >>> import tempfile, os
+        >>> write_png(os.path.join(tempfile.mkdtemp(), "x.png"), np.eye(4)).read_bytes()[:4]
+        b'\\x89PNG'
+    """
+    data = png_bytes(image, min_side=min_side)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(png)
+    out.write_bytes(data)
     return out
 
 
@@ -222,6 +231,16 @@ def _image_array(value: Any) -> np.ndarray | None:
     else:
         scaled = np.zeros_like(arr)
     return np.ascontiguousarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+
+
+def is_image(value: Any) -> bool:
+    """Whether ``value`` is an image-shaped tensor / array that :func:`png_bytes` can render."""
+    if isinstance(value, (str, bytes, os.PathLike, Mapping)) or value is None:
+        return False
+    try:
+        return _to_numpy(value).ndim >= 2 and _image_array(value) is not None
+    except (TypeError, ValueError):
+        return False
 
 
 def _format_vector(arr: np.ndarray, limit: int = 64) -> str:
@@ -605,6 +624,7 @@ class FileOracle(BaseOracle):
                 example_id=eid, annotator_id=annotator, label=label, round=int(request.round),
                 source=self.source, request_id=request.request_id,
             ))
+        problems.sort(key=lambda p: (p.file, p.line))
         return annotations, problems
 
     def _parse_row(self, row: Mapping[str, Any]) -> tuple[int, str, int]:

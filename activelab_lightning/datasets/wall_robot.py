@@ -207,7 +207,7 @@ def thin_label_mask(
     return torch.from_numpy(mask)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WallRobotSetup:
     """The paper's Wall Robot benchmark data, ready for an active-learning run.
 

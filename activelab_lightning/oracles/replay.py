@@ -46,7 +46,7 @@ class _TableSource:
         conflict = same & (lab[1:] != lab[:-1])
         if conflict.any():
             i = int(np.nonzero(conflict)[0][0])
-            raise ValueError(f"annotator {names[ann[i]]!r} gave example {int(ex[i])} two different labels "
+            raise ValueError(f"annotator {str(names[ann[i]])!r} gave example {int(ex[i])} two different labels "
                              f"({int(lab[i])} and {int(lab[i + 1])}); keep one row per (example, annotator)")
         keep = np.concatenate([[True], ~same])
         self.ex, self.ann, self.lab = ex[keep], ann[keep], lab[keep]

@@ -8,6 +8,8 @@
 #                                      # LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY, LABEL_STUDIO_PID,
 #                                      # LABEL_STUDIO_DATA_DIR
 #   source .ci/label_studio.sh stop    # kills the server's process group (by PID) and removes the data dir
+#   source .ci/label_studio.sh pause   # kills the server but keeps its data dir (tests: "server down")
+#   source .ci/label_studio.sh resume  # starts it again on the same port and data dir (~7 s)
 #   bash .ci/label_studio.sh install   # only create the virtual environment
 #
 # Settings (environment): LS_VENV (default ~/.cache/activelab-ls-venv), LS_VERSION (1.23.2),
@@ -57,6 +59,7 @@ _ls_launch() {
         --data-dir "$data_dir" --enable-legacy-api-token \
         >>"$data_dir/server.log" 2>&1 </dev/null &
     LABEL_STUDIO_PID=$!
+    echo "$LABEL_STUDIO_PID" >"$data_dir/server.pid"
 }
 
 # _ls_wait URL PID -> 0 once GET /health answers 200
@@ -110,7 +113,7 @@ _ls_make_template() {
     _ls_kill_group "$pid"
     rm -rf "$template" && mkdir -p "$template"
     cp -a "$tmp/." "$template/data"
-    rm -f "$template/data/server.log"
+    rm -f "$template/data/server.log" "$template/data/server.pid"
     printf '%s\n' "$token" >"$template/token"
     printf '%s\n' "$password" >"$template/password"
     touch "$template/ready"
@@ -143,8 +146,37 @@ ls_start() {
     _ls_log "Label Studio $LS_VERSION up at $LABEL_STUDIO_URL (PID $LABEL_STUDIO_PID, data $LABEL_STUDIO_DATA_DIR)"
 }
 
+# The PID of the running server: the data dir's server.pid (kept current by resume), else $LABEL_STUDIO_PID.
+_ls_pid() {
+    if [ -n "${LABEL_STUDIO_DATA_DIR:-}" ] && [ -f "$LABEL_STUDIO_DATA_DIR/server.pid" ]; then
+        cat "$LABEL_STUDIO_DATA_DIR/server.pid"
+    else
+        echo "${LABEL_STUDIO_PID:-}"
+    fi
+}
+
+ls_pause() {
+    _ls_kill_group "$(_ls_pid)"
+}
+
+ls_resume() {
+    local template="$LS_VENV/activelab-template" port
+    if [ -z "${LABEL_STUDIO_DATA_DIR:-}" ] || [ -z "${LABEL_STUDIO_URL:-}" ]; then
+        _ls_log "resume needs LABEL_STUDIO_DATA_DIR and LABEL_STUDIO_URL from a previous start"
+        return 1
+    fi
+    port="${LABEL_STUDIO_URL##*:}"
+    _ls_launch "$LABEL_STUDIO_DATA_DIR" "$port" "$(cat "$template/token")" "$(cat "$template/password")"
+    if ! _ls_wait "$LABEL_STUDIO_URL" "$LABEL_STUDIO_PID"; then
+        tail -n 30 "$LABEL_STUDIO_DATA_DIR/server.log" >&2
+        return 1
+    fi
+    export LABEL_STUDIO_PID
+    _ls_log "Label Studio resumed at $LABEL_STUDIO_URL (PID $LABEL_STUDIO_PID)"
+}
+
 ls_stop() {
-    _ls_kill_group "${LABEL_STUDIO_PID:-}"
+    _ls_kill_group "$(_ls_pid)"
     if [ -n "${LABEL_STUDIO_DATA_DIR:-}" ] && [ -d "$LABEL_STUDIO_DATA_DIR" ]; then
         rm -rf "$LABEL_STUDIO_DATA_DIR"
     fi
@@ -155,6 +187,8 @@ case "${1:-}" in
     install) ls_install ;;
     start) ls_start ;;
     stop) ls_stop ;;
+    pause) ls_pause ;;
+    resume) ls_resume ;;
     "") ;;  # sourced for the functions only
-    *) _ls_log "unknown command '$1': use install, start or stop"; false ;;
+    *) _ls_log "unknown command '$1': use install, start, stop, pause or resume"; false ;;
 esac

@@ -469,23 +469,27 @@ class LabelStudioOracle(BaseOracle):
     def _answer(self, requests: tuple[LabelRequest, ...]) -> OracleResponse:
         pid = self.project_id
         deadline = time.monotonic() + self.timeout
+        waited = 0.0  # sleeps so far: ends the wait even when ``sleep`` is a test's fake
         synced = False
         while True:
             tasks = self._tasks(pid)
             if not synced:
-                exhausted = self._sync(requests, tasks)
+                exhausted, changed = self._sync(requests, tasks)
                 synced = True
                 # after the import: Label Studio refuses a model_version that no prediction carries
                 self._set_model_version(max(int(r.round) for r in requests))
-                if any(r.request_id not in self._task_ids for r in requests if r not in exhausted):
+                if changed:
                     tasks = self._tasks(pid)
             annotations, problems = self._collect(requests, tasks, exhausted)
             answered = {a.request_id for a in annotations}
             pending = tuple(r for r in requests if r.request_id not in answered and r not in exhausted)
             self._fix_overlaps(pending, tasks)
-            if not pending or time.monotonic() >= deadline:
+            left = min(deadline - time.monotonic(), self.timeout - waited)
+            if not pending or left <= 0:
                 break
-            self._sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+            delay = min(self.poll_interval, left)
+            self._sleep(delay)
+            waited += delay
         self.problems = problems
         if problems:
             log.warning("%d Label Studio annotation(s) not used; first: %s", len(problems), problems[0])
@@ -520,8 +524,10 @@ class LabelStudioOracle(BaseOracle):
             self.store.set_external_id(request_id, SYSTEM, str(task_id), replace=replace)
         self._task_ids[request_id] = int(task_id)
 
-    def _sync(self, requests: tuple[LabelRequest, ...], tasks: list[dict[str, Any]]) -> list[LabelRequest]:
-        """Match requests to tasks, import the missing ones, re-import deleted ones; return exhausted."""
+    def _sync(
+        self, requests: tuple[LabelRequest, ...], tasks: list[dict[str, Any]]
+    ) -> tuple[list[LabelRequest], bool]:
+        """Match requests to tasks, import missing / deleted ones; return (exhausted, tasks changed)."""
         known = self._known_task_ids()
         existing = {int(t["id"]) for t in tasks}
         by_example: dict[int, int] = {}
@@ -531,6 +537,7 @@ class LabelStudioOracle(BaseOracle):
                 by_example.setdefault(int(eid), int(t["id"]))
         to_import: list[LabelRequest] = []
         exhausted: list[LabelRequest] = []
+        changed = False
         for r in requests:
             rid, eid = r.request_id, int(r.example_id)
             tid = known.get(rid)
@@ -551,7 +558,7 @@ class LabelStudioOracle(BaseOracle):
                 to_import.append(r)
                 continue
             if eid in by_example:  # the example's task exists (earlier round or an import before a crash)
-                self._reuse_task(r, next(t for t in tasks if int(t["id"]) == by_example[eid]))
+                changed |= self._reuse_task(r, next(t for t in tasks if int(t["id"]) == by_example[eid]))
                 continue
             to_import.append(r)
         if to_import:
@@ -564,18 +571,20 @@ class LabelStudioOracle(BaseOracle):
                                        "re-run: the next call matches tasks by their data.example_id")
             for r, tid in zip(to_import, ids):
                 self._record(r.request_id, int(tid), replace=r.request_id in self._deleted)
-        return exhausted
+        return exhausted, bool(to_import) or changed
 
-    def _reuse_task(self, request: LabelRequest, task: Mapping[str, Any]) -> None:
-        """Point an example's existing task at a new request: this round's score and request data."""
+    def _reuse_task(self, request: LabelRequest, task: Mapping[str, Any]) -> bool:
+        """Point an example's existing task at a new request (this round's score and data); True if changed."""
         tid = int(task["id"])
         data = dict(task.get("data") or {})
-        if data.get("request_id") != request.request_id:
+        changed = data.get("request_id") != request.request_id
+        if changed:
             fresh = self._task_data(request)
             self.client.call("POST", "/api/predictions/", body={"task": tid, **fresh["predictions"][0]})
             data.update({k: v for k, v in fresh["data"].items() if k not in ("text", "image", "path")})
             self.client.call("PATCH", f"/api/tasks/{tid}/", body={"data": data})
         self._record(request.request_id, tid)
+        return changed
 
     def _user_name(self, user: Any) -> str:
         if isinstance(user, Mapping):

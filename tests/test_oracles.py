@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import activelab_lightning.datasets as datasets_pkg
 import activelab_lightning.oracles as oracles_pkg
 from activelab_lightning.datasets.noise import (
     class_prior_of,
@@ -487,8 +488,10 @@ def test_package_exports_and_lazy_names():
     assert {"Oracle", "SimulatedOracle", "ReplayOracle", "register_oracle", "get_oracle",
             "available_oracles"} <= exported
     assert {"FileOracle", "LabelStudioOracle"} <= set(dir(oracles_pkg))
-    namespace: dict[str, object] = {}
-    exec("from activelab_lightning.oracles import *", namespace)  # never fails, even without optional modules
-    assert namespace["SimulatedOracle"] is SimulatedOracle
+    assert exported.isdisjoint({"FileOracle", "LabelStudioOracle"})  # star-imports never load optional backends
+    assert all(getattr(oracles_pkg, name) is not None for name in exported)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         oracles_pkg.Nope  # noqa: B018
+    assert all(getattr(datasets_pkg, name) is not None for name in datasets_pkg.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        datasets_pkg.Nope  # noqa: B018

@@ -100,7 +100,7 @@ def test_paper_annotator_statistics_default_seed(setup):
 
 def test_paper_annotator_statistics_over_seeds():
     stats = [make_paper_setup(seed=seed).summary() for seed in (123, 0, 1, 2)]
-    mean = lambda key: sum(s[key] for s in stats) / len(stats)  # noqa: E731
+    mean = lambda key: sum(s[key] for s in stats) / len(stats)
     assert 0.82 <= mean("annotator_accuracy_mean") <= 0.85
     assert 0.815 <= mean("consensus_accuracy") <= 0.85
     assert 0.66 <= mean("annotator_accuracy_min") <= 0.75
@@ -187,7 +187,7 @@ def test_paper_setup_errors(kwargs, match):
 
 
 def test_thin_label_mask():
-    g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    g = lambda: torch.Generator().manual_seed(4)
     mask = thin_label_mask(500, 30, generator=g())
     per_row = mask.sum(1)
     assert mask.shape == (500, 30) and int(per_row.min()) >= 1 and int(per_row.max()) <= 5

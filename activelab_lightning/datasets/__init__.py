@@ -28,7 +28,19 @@ _EXPORTS: dict[str, str] = {
     "class_prior_of": "activelab_lightning.datasets.noise",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CITATION",
+    "CLASS_NAMES",
+    "WallRobotSetup",
+    "class_prior_of",
+    "generate_noise_matrix_from_trace",
+    "generate_noisy_labels",
+    "load_wall_robot",
+    "make_paper_setup",
+    "noise_matrix_is_valid",
+    "thin_label_mask",
+    "wall_robot_feature_names",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 __all__ = [
-    "noise_matrix_is_valid",
+    "class_prior_of",
     "generate_noise_matrix_from_trace",
     "generate_noisy_labels",
-    "class_prior_of",
+    "noise_matrix_is_valid",
 ]
 
 _TOL = 1e-6

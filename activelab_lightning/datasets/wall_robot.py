@@ -50,15 +50,15 @@ from activelab_lightning.oracles.simulated import SimulatedOracle
 from activelab_lightning.records import Annotation
 
 __all__ = [
+    "CITATION",
     "CLASS_NAMES",
     "PAPER_CLASS_COUNTS",
     "PAPER_NOISE_MATRIX",
-    "CITATION",
-    "load_wall_robot",
-    "wall_robot_feature_names",
-    "thin_label_mask",
     "WallRobotSetup",
+    "load_wall_robot",
     "make_paper_setup",
+    "thin_label_mask",
+    "wall_robot_feature_names",
 ]
 
 #: Class index -> name (the UCI / OpenML 1526 order, ``Class - 1``).

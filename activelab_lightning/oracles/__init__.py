@@ -7,7 +7,6 @@ package imports even where their optional dependencies are missing.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Any
 
 from activelab_lightning.oracles.base import BaseOracle, Oracle
@@ -20,16 +19,16 @@ _LAZY = {
     "LabelStudioOracle": "activelab_lightning.oracles.label_studio",
 }
 
-# lazy names are listed only when their module exists, so ``from ... import *`` never fails
+# The lazy names stay out of ``__all__`` so that ``from ... import *`` never imports an optional
+# backend; ``from activelab_lightning.oracles import FileOracle`` still works (module __getattr__).
 __all__ = [
-    "Oracle",
     "BaseOracle",
-    "SimulatedOracle",
+    "Oracle",
     "ReplayOracle",
-    *(name for name, module in _LAZY.items() if importlib.util.find_spec(module) is not None),
-    "register_oracle",
-    "get_oracle",
+    "SimulatedOracle",
     "available_oracles",
+    "get_oracle",
+    "register_oracle",
 ]
 
 

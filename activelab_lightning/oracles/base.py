@@ -19,9 +19,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from activelab_lightning.records import Annotation, LabelRequest, OracleResponse
+from activelab_lightning.records import LabelRequest, OracleResponse
 
-__all__ = ["Oracle", "BaseOracle", "stable_uniform", "string_keys"]
+__all__ = ["BaseOracle", "Oracle", "stable_uniform", "string_keys"]
 
 
 @runtime_checkable
@@ -33,6 +33,7 @@ class Oracle(Protocol):
 
     Example::
 
+        >>> from activelab_lightning.records import Annotation
         >>> class AlwaysZero:
         ...     name = "zero"
         ...     def request(self, requests):

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from activelab_lightning.oracles.base import Oracle
 
-__all__ = ["register_oracle", "get_oracle", "available_oracles"]
+__all__ = ["available_oracles", "get_oracle", "register_oracle"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

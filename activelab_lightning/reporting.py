@@ -56,6 +56,7 @@ METRIC_PREFIX = "activelab"
 _CURVE_COLUMNS = (
     "round",
     "num_annotations",
+    "num_annotations_trained",
     "num_labeled",
     "num_new",
     "num_relabel",
@@ -233,6 +234,7 @@ def _round_record(summary: RoundSummary) -> dict[str, Any]:
         "round": summary.round,
         "strategy": summary.strategy,
         "num_annotations": summary.num_annotations,
+        "num_annotations_trained": summary.num_annotations - len(summary.answers),
         "num_labeled": summary.num_labeled,
         "num_unlabeled": summary.num_unlabeled,
         "num_requests": len(summary.requests),
@@ -297,8 +299,9 @@ def plot_learning_curve(
 ) -> Path:
     """Write a PNG of accuracy vs. number of annotations (one point per round).
 
-    Plots test accuracy (the model on held-out data) and consensus accuracy (the consensus labels
-    against ground truth), whichever the rounds report.
+    Plots test accuracy (the model on held-out data, against the annotations it was trained on) and
+    consensus accuracy (the consensus labels against ground truth, against the annotations after the
+    round), whichever the rounds report.
 
     Args:
         history: Round summaries, or round-log records as returned by :func:`read_round_log`.
@@ -326,13 +329,14 @@ def plot_learning_curve(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=(6.0, 4.0), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
-    x = [row["num_annotations"] for row in rows]
     plotted = False
-    for key, label, marker in (
-        ("test_accuracy", "model (test accuracy)", "o"),
-        ("consensus_accuracy", "consensus labels", "s"),
+    # the model of round r was trained before the round's answers arrived; the consensus includes them
+    for key, x_key, label, marker in (
+        ("test_accuracy", "num_annotations_trained", "model (test accuracy)", "o"),
+        ("consensus_accuracy", "num_annotations", "consensus labels", "s"),
     ):
-        points = [(xi, row[key]) for xi, row in zip(x, rows) if row[key] is not None]
+        points = [(row[x_key] if row.get(x_key) is not None else row["num_annotations"], row[key])
+                  for row in rows if row[key] is not None]
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=label)
             plotted = True
@@ -541,6 +545,67 @@ class Reporter:
                 if finite.numel():
                     writer.add_histogram(f"{self.prefix}/scores/{name}", finite, global_step=summary.round)
 
+    def log_evaluation(
+        self, round: int, metrics: Mapping[str, float], *, loggers: Sequence[Any] = (), trainer: Any = None
+    ) -> dict[str, float]:
+        """Add held-out metrics of a round's model (e.g. ``{"test/acc": 0.93}``) after the round was logged.
+
+        The model of round ``r`` is tested after its acquisition (``trainer.test`` follows ``fit``),
+        so its metrics arrive after :meth:`log_round`. They are logged as ``activelab/<name>`` with
+        ``step=round`` through ``loggers`` (or ``trainer.loggers``), stored in the round's record
+        (``test_accuracy`` for ``test/acc``) and appended to the round log again (the last entry of
+        a round wins). Rank 0 only.
+
+        Args:
+            round: The round whose model was evaluated (must have been logged by :meth:`log_round`).
+            metrics: Metric name → value.
+            loggers: Lightning loggers to log to.
+            trainer: Alternatively, the Trainer whose ``loggers`` to use.
+
+        Returns:
+            The logged scalars (empty on ranks other than 0).
+        """
+        from lightning.pytorch.utilities import rank_zero_only
+
+        if trainer is not None:
+            if not getattr(trainer, "is_global_zero", True):
+                return {}
+            loggers = list(getattr(trainer, "loggers", None) or [])
+        elif getattr(rank_zero_only, "rank", 0) != 0:
+            return {}
+        records = [r for r in self.history if r["round"] == round]
+        if not records:
+            raise ValueError(
+                f"Reporter.log_evaluation(round={round}): that round was not logged by this reporter; call "
+                f"log_round(trainer, summary) first (rounds logged: {[r['round'] for r in self.history]})."
+            )
+        record = dict(records[-1])
+        values = {str(k): float(v) for k, v in metrics.items() if v is not None}
+        record["metrics"] = {**(record.get("metrics") or {}), **values}
+        for key in _TEST_ACC_KEYS:
+            if key in values:
+                record["test_accuracy"] = values[key]
+                break
+        self.history = [r for r in self.history if r["round"] != round] + [record]
+        scalars = {f"{self.prefix}/round": float(round),
+                   **{f"{self.prefix}/{k}": v for k, v in values.items() if not math.isnan(v)}}
+        for logger in loggers:
+            logger.log_metrics(scalars, step=round)
+            save = getattr(logger, "save", None)
+            if callable(save):
+                save()
+        self._append_round_log(record)
+        return scalars
+
+    def print_rounds(self, rounds: Sequence[int] | None = None, *, title: str | None = None) -> None:
+        """Print the summary table of some (default: all) logged rounds on the console."""
+        rows = sorted(self.history, key=lambda r: r["round"])
+        if rounds is not None:
+            wanted = set(rounds)
+            rows = [r for r in rows if r["round"] in wanted]
+        if rows:
+            self._print_rows(rows, title=title or f"{self.prefix}: rounds")
+
     # ---------------------------------------------------------------- console
     def _get_console(self) -> Any:
         if self._console is None:
@@ -553,8 +618,8 @@ class Reporter:
         from rich.table import Table
 
         table = Table(title=title, title_justify="left")
-        for column in ("round", "annotations", "labeled", "new", "relabel", "pending",
-                       "consensus acc", "test acc", "seconds"):
+        for column in ("round", "annot.", "labeled", "new", "re-label", "pending",
+                       "cons. acc", "test acc", "sec"):
             table.add_column(column, justify="right")
 
         def fmt(value: Any, spec: str = "") -> str:

@@ -461,7 +461,15 @@ class LowestK:
             extras = extras.detach().cpu()
             if extras.shape[0] != ids.shape[0]:
                 raise ValueError(f"`extras` has {extras.shape[0]} rows for {ids.shape[0]} ids.")
-            previous = self._extras if self._extras is not None else extras[:0]
+        if extras is not None or self._extras is not None:
+            # rows fed without extras carry NaN rows, so ids and extras stay aligned
+            like = extras if extras is not None else self._extras
+            assert like is not None
+            previous = self._extras
+            if previous is None:
+                previous = torch.full((self._ids.numel(), *like.shape[1:]), float("nan"), dtype=like.dtype)
+            if extras is None:
+                extras = torch.full((ids.numel(), *like.shape[1:]), float("nan"), dtype=like.dtype)
             cat_extras = torch.cat([previous.to(extras.dtype), extras])
         if cat_ids.numel() > self.k:
             keep = _lexsort_lowest(cat_ids, cat_scores, self.k)

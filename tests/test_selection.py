@@ -249,3 +249,13 @@ def test_subsample_ids_is_seeded_sorted_and_a_subset():
     assert torch.equal(subsample_ids(ids[:5], 10, generator=torch.Generator()), ids[:5])
     with pytest.raises(ValueError, match="size"):
         subsample_ids(ids, 0, generator=torch.Generator())
+
+
+def test_lowest_k_keeps_extras_aligned_when_some_batches_have_none():
+    top = LowestK(3)
+    top.update(torch.tensor([1, 2]), torch.tensor([0.1, 0.9]))  # e.g. the labeled pool: no extras
+    top.update(torch.tensor([3, 4]), torch.tensor([0.2, 0.05]), torch.tensor([[3.0], [4.0]]))
+    ids, _ = top.result()
+    assert ids.tolist() == [4, 1, 3]
+    assert top.extras_of(torch.tensor([4, 3])).flatten().tolist() == [4.0, 3.0]
+    assert bool(torch.isnan(top.extras_of(torch.tensor([1]))).all())

@@ -1,0 +1,856 @@
+"""``ActiveLabCallback``: one acquisition round inside any Lightning ``Trainer``.
+
+One acquisition = its own inference pass over the labeled and unlabeled pools → ActiveLab (or
+baseline) scores → the ``query_size`` lowest over labeled ∪ unlabeled → label requests → oracle →
+:class:`~activelab_lightning.store.AnnotationStore` → datamodule refresh (new consensus targets) →
+report. The store is the source of truth, and every round follows a crash-safe protocol:
+
+1. If the store holds round ``r`` as begun but not completed (a crashed or waiting run), inference
+   and selection are skipped and its pending requests are asked again; else the pools are scored,
+   the selection is made and ``store.begin_round(r, seed, requests)`` records round + requests
+   atomically (the probabilities needed for the refresh are saved first, next to the store).
+2. ``oracle.request(pending)`` → answers checked (only requested examples) → ``store.record_response``
+   (idempotent: oracles answer deterministically per request) → if requests are still pending
+   (humans), :class:`~activelab_lightning.errors.WaitingForLabels` is raised after storing what
+   arrived; else ``store.complete_round(r)``.
+3. Datamodule refresh (CROWDLAB consensus with the round's probabilities) and report.
+
+The round's seed is a fixed function of ``(seed, r)``, so a resumed run selects what the
+interrupted one would have.
+
+**Modes.** Round mode (default) acquires in ``on_train_end`` — not ``on_fit_end``, after which the
+model may be back on the CPU and unwrapped from DDP. Continuous mode (``every_n_epochs=N``)
+acquires at the end of every ``N``-th training epoch, and the next epoch trains on the grown set;
+it needs ``Trainer(reload_dataloaders_every_n_epochs=1)``.
+
+**Distributed.** With ``strategy="ddp"`` pool inference is sharded over the ranks and gathered by
+example id; scoring, selection, oracle, store writes and reporting run on rank 0; the outcome is
+broadcast and every rank refreshes its datamodule identically. ``ddp_spawn`` / ``ddp_notebook``
+are refused: they lose the datamodule and callback state at the end of every ``fit``.
+
+Example::
+
+    >>> callback = ActiveLabCallback(SimulatedOracle(...), query_size=100)   # doctest: +SKIP
+    >>> trainer = Trainer(max_epochs=10, callbacks=[callback])              # doctest: +SKIP
+    >>> trainer.fit(model, datamodule=ActiveDataModule(dataset, store))      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import lightning.pytorch as pl
+import torch
+
+from activelab_lightning.errors import ActiveLabError, WaitingForLabels
+from activelab_lightning.records import Annotation, LabelRequest, OracleResponse, RoundSummary
+from activelab_lightning.selection import (
+    LowestK,
+    ScoringContext,
+    Strategy,
+    get_strategy,
+    make_requests,
+    round_seed,
+    subsample_ids,
+)
+
+__all__ = ["ActiveLabCallback", "OracleAnswerError"]
+
+PredictFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+
+_SPAWN_START_METHODS = ("spawn", "fork", "forkserver")
+_STATE_VERSION = 1
+_MAX_REPORTED_UNLABELED_SCORES = 100_000
+
+
+class OracleAnswerError(ActiveLabError, ValueError):
+    """An oracle answered something that was not asked; nothing of its response was stored."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What rank 0 decided at the start of an acquisition (broadcast to every rank)."""
+
+    round: int
+    resume: bool
+    requests: tuple[LabelRequest, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    """What the round did to the store (broadcast so every rank can apply it)."""
+
+    round: int
+    seed: int
+    requests: tuple[LabelRequest, ...]
+    answers: tuple[Annotation, ...]
+    num_pending: int
+    num_exhausted: int
+    round_state: dict[str, Any] | None
+    resumed: bool
+
+
+class ActiveLabCallback(pl.Callback):
+    """Acquire labels with ActiveLab (or a baseline) at the end of training.
+
+    Args:
+        oracle: Answers label requests (:class:`~activelab_lightning.oracles.Oracle` protocol:
+            ``request(requests) -> OracleResponse``).
+        query_size: Label requests per acquisition (new labels and re-labels together). Clamped,
+            with a warning, to the number of candidates.
+        strategy: Name of a registered strategy (see
+            :func:`~activelab_lightning.selection.available_strategies`): ``"activelab"`` (default),
+            ``"activelab_ensemble"``, ``"random"``, ``"good_random"``, ``"entropy"``,
+            ``"least_confidence"``, ``"margin"``, ``"disagreement"``.
+        every_n_epochs: ``None`` (round mode: acquire once in ``on_train_end``) or ``N`` (continuous
+            mode: acquire after every ``N``-th epoch; needs ``reload_dataloaders_every_n_epochs=1``).
+        seed: Base seed; round ``r`` uses :func:`~activelab_lightning.selection.round_seed` ``(seed, r)``.
+        predict_fn: ``predict_fn(module, x) -> (B, K)`` probabilities, for modules whose ``forward``
+            does not return logits. Default: ``module.predict_proba(x)`` if defined, else
+            ``softmax(module(x), -1)``.
+        temperature_objective: ActiveLab's temperature objective, ``"class-position"`` (default,
+            as in the paper) or ``"cleanlab-2.9"`` (bit-compatible with cleanlab 2.9.0).
+        unlabeled_subsample: Score only a seeded random subset of this many unlabeled examples per
+            round (huge pools); ``None`` scores all of them.
+        true_labels: ``(num_examples,)`` ground truth, if known (simulations): reports the
+            consensus accuracy of each round.
+        reporter: Object with ``log_round(trainer, summary)``; ``"auto"`` builds a
+            :class:`~activelab_lightning.reporting.Reporter` writing ``<store>.rounds.jsonl`` next to
+            a file-backed store; ``None`` reports nothing.
+        state_dir: Where each round's refresh probabilities are saved (needed to resume with the
+            same consensus). ``"auto"``: ``<store>.activelab/`` next to a file-backed store, kept in
+            memory for an in-memory store.
+
+    Attributes:
+        history: One dict per acquisition (round, requests, answers, sizes, consensus accuracy...).
+        last_summary: The :class:`~activelab_lightning.records.RoundSummary` of the last round.
+
+    Example::
+
+        >>> cb = ActiveLabCallback(oracle=None, query_size=10, strategy="margin")
+        >>> cb.strategy, cb.query_size
+        ('margin', 10)
+    """
+
+    def __init__(
+        self,
+        oracle: Any,
+        query_size: int,
+        strategy: str = "activelab",
+        *,
+        every_n_epochs: int | None = None,
+        seed: int = 0,
+        predict_fn: PredictFn | None = None,
+        temperature_objective: str = "class-position",
+        unlabeled_subsample: int | None = None,
+        true_labels: Any = None,
+        reporter: Any = "auto",
+        state_dir: str | os.PathLike | None = "auto",
+    ) -> None:
+        super().__init__()
+        if isinstance(query_size, bool) or not isinstance(query_size, int) or query_size <= 0:
+            raise ValueError(
+                f"ActiveLabCallback(query_size={query_size!r}): must be a positive int, the number of label "
+                f"requests per round (e.g. query_size=100)."
+            )
+        if not isinstance(strategy, (str, Strategy)):
+            raise TypeError(f"ActiveLabCallback(strategy={strategy!r}): pass a strategy name (str).")
+        if isinstance(strategy, str):
+            get_strategy(strategy)  # raises with the list of valid names
+        if every_n_epochs is not None and (
+            isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs <= 0
+        ):
+            raise ValueError(
+                f"ActiveLabCallback(every_n_epochs={every_n_epochs!r}): must be None (acquire once at the end of "
+                f"training) or a positive int N (acquire after every N-th epoch)."
+            )
+        if temperature_objective not in ("class-position", "cleanlab-2.9"):
+            raise ValueError(
+                f"ActiveLabCallback(temperature_objective={temperature_objective!r}): must be 'class-position' "
+                f"or 'cleanlab-2.9'."
+            )
+        if unlabeled_subsample is not None and (not isinstance(unlabeled_subsample, int) or unlabeled_subsample <= 0):
+            raise ValueError(
+                f"ActiveLabCallback(unlabeled_subsample={unlabeled_subsample!r}): must be None or a positive int."
+            )
+        if predict_fn is not None and not callable(predict_fn):
+            raise TypeError(f"ActiveLabCallback(predict_fn={predict_fn!r}): must be callable(module, x).")
+        self.oracle = oracle
+        self.query_size = query_size
+        self.strategy = strategy if isinstance(strategy, str) else strategy.name
+        self._strategy_instance = strategy if isinstance(strategy, Strategy) else None
+        self.every_n_epochs = every_n_epochs
+        self.seed = int(seed)
+        self.predict_fn = predict_fn
+        self.temperature_objective = temperature_objective
+        self.unlabeled_subsample = unlabeled_subsample
+        self.true_labels = None if true_labels is None else torch.as_tensor(true_labels).long().cpu()
+        self.reporter = reporter
+        self.state_dir = state_dir
+        self.history: list[dict[str, Any]] = []
+        self.last_summary: RoundSummary | None = None
+        self._next_round = 0
+        self._memory_state: dict[int, dict[str, Any]] = {}
+        self._restored_for: int | None = None
+        self._query_size_limit: int | None = None
+        self._injected: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ Lightning state
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(strategy=self.strategy, query_size=self.query_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Round index, base seed (each round's RNG is seeded from it) and history."""
+        return {
+            "version": _STATE_VERSION,
+            "next_round": self._next_round,
+            "seed": self.seed,
+            "strategy": self.strategy,
+            "history": [dict(h) for h in self.history],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("version") != _STATE_VERSION:
+            raise ValueError(
+                f"ActiveLabCallback.load_state_dict: unknown state version {state_dict.get('version')!r} "
+                f"(this library writes {_STATE_VERSION})."
+            )
+        self._next_round = int(state_dict["next_round"])
+        self.seed = int(state_dict["seed"])
+        self.history = [dict(h) for h in state_dict["history"]]
+
+    # ------------------------------------------------------------------ hooks
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        start_method = getattr(trainer.strategy, "_start_method", None)
+        if start_method in _SPAWN_START_METHODS:
+            name = "ddp_notebook" if start_method == "fork" else "ddp_spawn"
+            raise ValueError(
+                f"ActiveLabCallback does not support strategy={name!r} (start method {start_method!r}): the "
+                f"spawned processes' datamodule and callback state (new labels, round history) are lost when "
+                f"`fit` returns. Use strategy='ddp' from a script (or the `activelab` CLI)."
+            )
+        if stage != "fit":
+            return
+        if self.every_n_epochs is not None and trainer.reload_dataloaders_every_n_epochs != 1:
+            raise ValueError(
+                f"ActiveLabCallback(every_n_epochs={self.every_n_epochs}) grows the training set during `fit`, "
+                f"but Trainer(reload_dataloaders_every_n_epochs={trainer.reload_dataloaders_every_n_epochs}) "
+                f"would keep training on the old set. Pass Trainer(reload_dataloaders_every_n_epochs=1)."
+            )
+        datamodule = self._datamodule(trainer)
+        self.restore(datamodule)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_epochs is None or trainer.sanity_checking:
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.acquire(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_epochs is None:
+            self.acquire(trainer, pl_module)
+
+    # ------------------------------------------------------------------ injection (used by the loop)
+    def use_predictions(
+        self,
+        *,
+        labeled_pred_probs: torch.Tensor | None = None,
+        labeled_ensemble_pred_probs: torch.Tensor | None = None,
+        ensemble: Sequence[torch.nn.Module] | None = None,
+    ) -> None:
+        """Hand the **next** acquisition out-of-sample probabilities and/or ensemble members.
+
+        Args:
+            labeled_pred_probs: ``(n, K)`` aligned with ``datamodule.labeled_ids`` (e.g. K-fold
+                out-of-fold predictions) instead of the in-sample predictions of the trained model.
+            labeled_ensemble_pred_probs: ``(P, n, K)`` for ensemble strategies.
+            ensemble: ``P`` modules that score the unlabeled pool for ensemble strategies.
+        """
+        self._injected = {
+            "labeled_pred_probs": labeled_pred_probs,
+            "labeled_ensemble_pred_probs": labeled_ensemble_pred_probs,
+            "ensemble": list(ensemble) if ensemble is not None else None,
+        }
+
+    def limit_next_query_size(self, limit: int | None) -> None:
+        """Cap the next acquisition's number of requests (the loop's annotation budget)."""
+        self._query_size_limit = limit
+
+    # ------------------------------------------------------------------ restore
+    def restore(self, datamodule: Any) -> None:
+        """Re-apply the consensus of the last completed round (a resumed run trains on what the
+        interrupted run would have). A no-op if this callback already did it for this store."""
+        store = datamodule.store
+        if self._restored_for == id(store):
+            return
+        self._restored_for = id(store)
+        last = store.last_completed_round()
+        if last < 0:
+            return
+        state = self._load_round_state(store, last)
+        if state is not None:
+            self._refresh(datamodule, state)
+
+    # ------------------------------------------------------------------ acquisition
+    def acquire(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        *,
+        labeled_pred_probs: torch.Tensor | None = None,
+        labeled_ensemble_pred_probs: torch.Tensor | None = None,
+        ensemble: Sequence[torch.nn.Module] | None = None,
+    ) -> RoundSummary | None:
+        """Run one acquisition round now (on every rank; see the module docstring).
+
+        Returns:
+            The round's summary (``None`` on ranks other than 0).
+
+        Raises:
+            WaitingForLabels: The oracle left requests pending (answers so far are stored).
+            OracleAnswerError: The oracle answered an example that was not requested.
+        """
+        started = time.perf_counter()
+        injected, self._injected = self._injected, {}
+        labeled_pred_probs = labeled_pred_probs if labeled_pred_probs is not None else injected.get("labeled_pred_probs")
+        labeled_ensemble_pred_probs = (
+            labeled_ensemble_pred_probs
+            if labeled_ensemble_pred_probs is not None
+            else injected.get("labeled_ensemble_pred_probs")
+        )
+        ensemble = ensemble if ensemble is not None else injected.get("ensemble")
+        datamodule = self._datamodule(trainer)
+        store = datamodule.store
+
+        plan = self._on_rank_zero(trainer, lambda: self._plan(store))
+        strategy = self._new_strategy()
+        scores_for_report: dict[str, torch.Tensor | None] = {"labeled": None, "unlabeled": None}
+        diagnostics: dict[str, float] = {}
+        select_error: BaseException | None = None
+        selected: tuple[LabelRequest, ...] = ()
+        seed = round_seed(self.seed, plan.round)
+        if plan.resume:
+            selected = plan.requests
+        else:
+            try:
+                selected, seed = self._select(
+                    trainer,
+                    pl_module,
+                    datamodule,
+                    plan.round,
+                    strategy,
+                    labeled_pred_probs=labeled_pred_probs,
+                    labeled_ensemble_pred_probs=labeled_ensemble_pred_probs,
+                    ensemble=ensemble,
+                    scores_for_report=scores_for_report,
+                )
+            except BaseException as exc:
+                if trainer.world_size <= 1 or not trainer.is_global_zero:
+                    raise
+                select_error = exc  # the other ranks wait in the broadcast below: tell them
+            diagnostics = strategy.diagnostics() if trainer.is_global_zero and select_error is None else {}
+
+        def ask() -> _Outcome:
+            if select_error is not None:
+                raise select_error
+            return self._ask(store, plan, selected, seed)
+
+        outcome = self._on_rank_zero(trainer, ask)
+        self._apply(trainer, datamodule, outcome)
+        summary = None
+        if trainer.is_global_zero:
+            summary = self._summarize(
+                datamodule, outcome, scores_for_report, diagnostics, time.perf_counter() - started
+            )
+            self._report(trainer, store, summary)
+        self._next_round = outcome.round + 1
+        if outcome.num_pending:
+            raise WaitingForLabels(outcome.round, outcome.num_pending, getattr(self.oracle, "where", ""))
+        return summary
+
+    # ------------------------------------------------------------------ step 0: plan
+    def _plan(self, store: Any) -> _Plan:
+        in_flight = [rec for rec in store.rounds() if rec.status != "completed"]
+        if in_flight:
+            r = in_flight[0].round
+            return _Plan(round=r, resume=True, requests=tuple(store.pending_requests(r)))
+        return _Plan(round=store.last_completed_round() + 1, resume=False)
+
+    def _new_strategy(self) -> Strategy:
+        if self._strategy_instance is not None:
+            return type(self._strategy_instance)()
+        return get_strategy(self.strategy)
+
+    # ------------------------------------------------------------------ step 1: predict, score, select
+    def _select(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        datamodule: Any,
+        r: int,
+        strategy: Strategy,
+        *,
+        labeled_pred_probs: torch.Tensor | None,
+        labeled_ensemble_pred_probs: torch.Tensor | None,
+        ensemble: Sequence[torch.nn.Module] | None,
+        scores_for_report: dict[str, torch.Tensor | None],
+    ) -> tuple[tuple[LabelRequest, ...], int]:
+        from activelab_lightning.predictions import collect_predictions
+
+        store = datamodule.store
+        seed = round_seed(self.seed, r)
+        generator = torch.Generator().manual_seed(seed)
+        labeled_ids = torch.as_tensor(datamodule.labeled_ids, dtype=torch.int64)
+        unlabeled_ids = torch.as_tensor(datamodule.unlabeled_ids, dtype=torch.int64)
+        if self.unlabeled_subsample is not None:
+            unlabeled_ids = subsample_ids(unlabeled_ids, self.unlabeled_subsample, generator=generator)
+        k = self._round_query_size(int(labeled_ids.numel() + unlabeled_ids.numel()))
+        members = list(ensemble) if ensemble is not None else None
+        if strategy.input == "ensemble" and not members and labeled_ensemble_pred_probs is None:
+            raise ValueError(
+                f"strategy={self.strategy!r} scores with an ensemble of models, but none was given. Use "
+                f"ActiveLearningLoop(..., cv_folds=K) (the K fold models form the ensemble) or call "
+                f"`callback.acquire(trainer, module, ensemble=[model_1, model_2, ...])`."
+            )
+        if strategy.input == "ensemble" and not members:
+            raise ValueError(
+                f"strategy={self.strategy!r}: `labeled_ensemble_pred_probs` was given but no `ensemble` modules "
+                f"to score the unlabeled pool; pass `ensemble=[...]` as well."
+            )
+
+        def predict_labeled(module: torch.nn.Module) -> torch.Tensor:
+            if labeled_ids.numel() == 0:
+                return torch.zeros(0, store.num_classes, dtype=torch.float64)
+            ids, probs = collect_predictions(
+                trainer, module, datamodule, labeled_ids, predict_fn=self.predict_fn, num_classes=store.num_classes
+            )
+            self._check_ids(ids, labeled_ids, "labeled pool")
+            return self._check_probs(probs, store.num_classes, "labeled pool")
+
+        # Labeled pool: the strategy's single-model probs and, for ensembles, (P, n, K).
+        if labeled_pred_probs is not None:
+            labeled_probs = self._check_probs(
+                torch.as_tensor(labeled_pred_probs), store.num_classes, "labeled_pred_probs", rows=labeled_ids.numel()
+            )
+        elif strategy.input == "probs" or not members:
+            labeled_probs = predict_labeled(pl_module)
+        else:
+            labeled_probs = None
+        ensemble_probs = None
+        if strategy.input == "ensemble":
+            if labeled_ensemble_pred_probs is not None:
+                ensemble_probs = torch.as_tensor(labeled_ensemble_pred_probs, dtype=torch.float64)
+                if ensemble_probs.ndim != 3 or ensemble_probs.shape[1] != labeled_ids.numel():
+                    raise ValueError(
+                        f"labeled_ensemble_pred_probs must have shape (P, {labeled_ids.numel()}, K), got "
+                        f"{tuple(ensemble_probs.shape)}."
+                    )
+            else:
+                ensemble_probs = torch.stack([predict_labeled(m) for m in members])  # type: ignore[union-attr]
+            if labeled_probs is None:
+                labeled_probs = ensemble_probs.mean(dim=0)
+
+        top = LowestK(k)
+        report_unlabeled: list[torch.Tensor] = []
+        is_zero = trainer.is_global_zero
+        if is_zero:
+            labels, _ = store.label_matrix(labeled_ids)
+            ctx = ScoringContext(
+                labels=labels,
+                labeled_ids=labeled_ids,
+                num_classes=store.num_classes,
+                pred_probs=labeled_probs,
+                ensemble_pred_probs=ensemble_probs,
+                generator=generator,
+                temperature_objective=self.temperature_objective,  # type: ignore[arg-type]
+            )
+            labeled_scores = strategy.fit(ctx) if labeled_ids.numel() else torch.zeros(0, dtype=torch.float64)
+            if labeled_ids.numel() == 0:
+                strategy._ctx = ctx
+            scores_for_report["labeled"] = labeled_scores
+            top.update(labeled_ids, labeled_scores)
+
+        # Unlabeled pool: streamed batch by batch (all ranks take part in sharded inference).
+        unlabeled_modules = members if strategy.input == "ensemble" else [pl_module]
+        batches = self._unlabeled_batches(
+            trainer, datamodule, unlabeled_ids, unlabeled_modules, store.num_classes,
+            stack=strategy.input == "ensemble",
+        )
+        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for ids, probs in batches:
+            if not is_zero:
+                continue
+            extras = probs if probs.ndim == 2 else probs.mean(dim=0)
+            if not strategy.streaming:
+                pending.append((ids, probs))
+                continue
+            scores = strategy.score_unlabeled(ids, probs if strategy.input != "none" else None)
+            top.update(ids, scores, extras)
+            if sum(s.numel() for s in report_unlabeled) < _MAX_REPORTED_UNLABELED_SCORES:
+                report_unlabeled.append(scores)
+        if is_zero and pending:
+            ids = torch.cat([p[0] for p in pending])
+            probs = torch.cat([p[1] for p in pending], dim=-2)
+            scores = strategy.score_unlabeled(ids, probs if strategy.input != "none" else None)
+            top.update(ids, scores, probs if probs.ndim == 2 else probs.mean(dim=0))
+            report_unlabeled.append(scores)
+        if not is_zero:
+            return (), seed
+
+        scores_for_report["unlabeled"] = torch.cat(report_unlabeled) if report_unlabeled else None
+        chosen_ids, chosen_scores = top.result()
+        requests = make_requests(
+            chosen_ids, chosen_scores, round=r, existing_annotators=store.annotators_of(chosen_ids)
+        )
+        # Probabilities the refresh will need: labeled pool + the selected unlabeled examples.
+        new = torch.tensor([q.example_id for q in requests if q.kind == "new"], dtype=torch.int64)
+        new_probs = top.extras_of(new) if new.numel() else None
+        refresh_ids = torch.cat([labeled_ids, new]) if new_probs is not None else labeled_ids
+        refresh_probs = (
+            torch.cat([labeled_probs.to(torch.float64), new_probs.to(torch.float64)])  # type: ignore[union-attr]
+            if new_probs is not None
+            else labeled_probs.to(torch.float64)  # type: ignore[union-attr]
+        )
+        self._save_round_state(
+            store, r, {"ids": refresh_ids, "probs": refresh_probs, "datamodule": _datamodule_state(datamodule)}
+        )
+        store.begin_round(r, seed, requests)
+        return tuple(requests), seed
+
+    def _unlabeled_batches(
+        self,
+        trainer: pl.Trainer,
+        datamodule: Any,
+        ids: torch.Tensor,
+        modules: Sequence[torch.nn.Module],
+        num_classes: int,
+        *,
+        stack: bool,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(ids (b,), probs (b, K) or (P, b, K))`` over the unlabeled pool, in ``ids`` order.
+
+        Collective under DDP (every rank must exhaust it). Batches are re-cut to exactly
+        ``datamodule.inference_batch_size`` rows, so the scoring sees the same batches (and random
+        strategies draw the same numbers) whatever the number of ranks.
+        """
+        from activelab_lightning.predictions import iter_predictions
+
+        if ids.numel() == 0:
+            return
+        size = int(getattr(datamodule, "inference_batch_size", 4096))
+        streams = [
+            iter_predictions(trainer, module, datamodule, ids, predict_fn=self.predict_fn) for module in modules
+        ]
+        stream: Iterable[Any] = zip(*streams)
+        track = getattr(self._reporter(datamodule.store), "track", None) if trainer.is_global_zero else None
+        if callable(track):
+            stream = track(stream, total=int(ids.numel()))
+        buffer_ids: list[torch.Tensor] = []
+        buffer_probs: list[torch.Tensor] = []
+        buffered = 0
+        seen = 0
+        for parts in stream:
+            batch_ids = parts[0][0]
+            probs = [self._check_probs(p, num_classes, "unlabeled pool") for _, p in parts]
+            seen += int(batch_ids.numel())
+            buffer_ids.append(batch_ids)
+            buffer_probs.append(torch.stack(probs) if stack else probs[0])
+            buffered += int(batch_ids.numel())
+            while buffered >= size or (seen == ids.numel() and buffered):
+                all_ids = torch.cat(buffer_ids)
+                all_probs = torch.cat(buffer_probs, dim=-2)
+                take = min(size, buffered)
+                yield all_ids[:take], all_probs[..., :take, :]
+                buffer_ids, buffer_probs = [all_ids[take:]], [all_probs[..., take:, :]]
+                buffered -= take
+
+    def _round_query_size(self, num_candidates: int) -> int:
+        k = self.query_size
+        if self._query_size_limit is not None:
+            k = min(k, self._query_size_limit)
+            self._query_size_limit = None
+        if k > num_candidates:
+            warnings.warn(
+                f"ActiveLabCallback(query_size={self.query_size}) is larger than the {num_candidates} candidate "
+                f"examples (labeled + unlabeled pool); asking for {num_candidates} labels this round.",
+                UserWarning,
+                stacklevel=3,
+            )
+            k = num_candidates
+        return k
+
+    # ------------------------------------------------------------------ step 2: oracle and store
+    def _ask(self, store: Any, plan: _Plan, requests: Sequence[LabelRequest], seed: int) -> _Outcome:
+        r = plan.round
+        pending = tuple(requests) if not plan.resume else tuple(store.pending_requests(r))
+        answers: tuple[Annotation, ...] = ()
+        still_pending = 0
+        exhausted = 0
+        if pending:
+            response = self.oracle.request(list(pending))
+            if not isinstance(response, OracleResponse):
+                raise TypeError(
+                    f"{type(self.oracle).__name__}.request(...) returned {type(response).__name__}; an oracle must "
+                    f"return an OracleResponse(annotations=..., pending=..., exhausted=...)."
+                )
+            response = self._check_response(pending, response)
+            store.record_response(response)
+            answers = response.annotations
+            still_pending = len(response.pending)
+            exhausted = len(response.exhausted)
+        if still_pending == 0:
+            store.complete_round(r)
+        record = store.round_record(r)
+        return _Outcome(
+            round=r,
+            seed=record.seed if record is not None else seed,
+            requests=tuple(store.requests(r)),
+            answers=answers,
+            num_pending=still_pending,
+            num_exhausted=exhausted,
+            round_state=self._load_round_state(store, r),
+            resumed=plan.resume,
+        )
+
+    def _check_response(self, asked: Sequence[LabelRequest], response: OracleResponse) -> OracleResponse:
+        """Only requested examples may be answered; fill in missing round / request ids."""
+        by_example = {q.example_id: q for q in asked}
+        by_request = {q.request_id: q for q in asked}
+        name = getattr(self.oracle, "name", type(self.oracle).__name__)
+        fixed = []
+        for i, ann in enumerate(response.annotations):
+            if not isinstance(ann, Annotation):
+                raise OracleAnswerError(
+                    f"Oracle {name!r} returned annotations[{i}] of type {type(ann).__name__}; expected Annotation. "
+                    f"Nothing was stored."
+                )
+            request = by_example.get(int(ann.example_id))
+            if request is None or (ann.request_id is not None and ann.request_id not in by_request):
+                raise OracleAnswerError(
+                    f"Oracle {name!r} answered example {ann.example_id} (request_id={ann.request_id!r}), which was "
+                    f"not requested; requested: {sorted(by_example)[:10]}{'...' if len(by_example) > 10 else ''}. "
+                    f"Nothing was stored."
+                )
+            if ann.request_id is not None and by_request[ann.request_id].example_id != ann.example_id:
+                raise OracleAnswerError(
+                    f"Oracle {name!r} answered request {ann.request_id!r} with example {ann.example_id}, but that "
+                    f"request asked for example {by_request[ann.request_id].example_id}. Nothing was stored."
+                )
+            if ann.round is None or ann.request_id is None:
+                ann = dataclasses.replace(
+                    ann,
+                    round=request.round if ann.round is None else ann.round,
+                    request_id=request.request_id if ann.request_id is None else ann.request_id,
+                    source=ann.source if ann.source != "import" else f"oracle:{name}",
+                )
+            fixed.append(ann)
+        for what, items in (("pending", response.pending), ("exhausted", response.exhausted)):
+            for q in items:
+                if q.request_id not in by_request:
+                    raise OracleAnswerError(
+                        f"Oracle {name!r} reported request {q.request_id!r} as {what}, but it was not asked. "
+                        f"Nothing was stored."
+                    )
+        return OracleResponse(annotations=tuple(fixed), pending=response.pending, exhausted=response.exhausted)
+
+    # ------------------------------------------------------------------ step 3: apply on every rank
+    def _apply(self, trainer: pl.Trainer, datamodule: Any, outcome: _Outcome) -> None:
+        store = datamodule.store
+        if not trainer.is_global_zero and getattr(store, "path", ":memory:") == ":memory:":
+            # Replay on this rank's own in-memory store (the oracle is never asked here).
+            store.begin_round(outcome.round, outcome.seed, outcome.requests)
+            store.add_annotations(outcome.answers)
+            if outcome.num_pending == 0:
+                store.complete_round(outcome.round)
+        if outcome.round_state is not None:
+            self._remember(outcome.round, outcome.round_state)
+            self._refresh(datamodule, outcome.round_state)
+        else:
+            datamodule.refresh(None)
+
+    @staticmethod
+    def _refresh(datamodule: Any, state: dict[str, Any]) -> None:
+        """Refresh the datamodule from the state it had when the round selected, with the round's
+        probabilities: the same consensus (and shuffling seeds) whether or not the run was resumed."""
+        if state.get("datamodule") is not None and hasattr(datamodule, "load_state_dict"):
+            datamodule.load_state_dict(state["datamodule"])
+        datamodule.refresh(state["probs"], example_ids=state["ids"])
+
+    # ------------------------------------------------------------------ summary and report
+    def _summarize(
+        self,
+        datamodule: Any,
+        outcome: _Outcome,
+        scores: dict[str, torch.Tensor | None],
+        diagnostics: dict[str, float],
+        seconds: float,
+    ) -> RoundSummary:
+        store = datamodule.store
+        consensus_accuracy = None
+        if self.true_labels is not None:
+            labeled = torch.as_tensor(datamodule.labeled_ids, dtype=torch.int64)
+            consensus = torch.as_tensor(datamodule.consensus_labels, dtype=torch.int64)
+            if labeled.numel():
+                consensus_accuracy = float((consensus == self.true_labels[labeled]).double().mean())
+        elif callable(getattr(datamodule, "consensus_accuracy", None)):
+            consensus_accuracy = datamodule.consensus_accuracy()
+        summary = RoundSummary(
+            round=outcome.round,
+            strategy=self.strategy,
+            num_annotations=len(store),
+            num_labeled=int(torch.as_tensor(datamodule.labeled_ids).numel()),
+            num_unlabeled=int(torch.as_tensor(datamodule.unlabeled_ids).numel()),
+            requests=outcome.requests,
+            answers=outcome.answers,
+            num_pending=outcome.num_pending,
+            num_exhausted=outcome.num_exhausted,
+            labeled_scores=scores["labeled"],
+            unlabeled_scores=scores["unlabeled"],
+            consensus_accuracy=consensus_accuracy,
+            model_weight=diagnostics.get("model_weight"),
+            mean_annotator_weight=diagnostics.get("mean_annotator_weight"),
+            metrics={"temperature": diagnostics["temperature"]} if "temperature" in diagnostics else None,
+            seconds=seconds,
+        )
+        self.last_summary = summary
+        entry = {
+            "round": summary.round,
+            "strategy": summary.strategy,
+            "num_requests": len(summary.requests),
+            "num_new": summary.num_new,
+            "num_relabel": summary.num_relabel,
+            "num_answers": len(summary.answers),
+            "num_pending": summary.num_pending,
+            "num_exhausted": summary.num_exhausted,
+            "num_annotations": summary.num_annotations,
+            "num_labeled": summary.num_labeled,
+            "num_unlabeled": summary.num_unlabeled,
+            "consensus_accuracy": consensus_accuracy,
+            "seconds": seconds,
+            "resumed": outcome.resumed,
+            **diagnostics,
+        }
+        self.history = [h for h in self.history if h["round"] != summary.round] + [entry]
+        return summary
+
+    def _reporter(self, store: Any) -> Any:
+        if self.reporter == "auto":
+            from activelab_lightning.reporting import Reporter, round_log_path
+
+            path = getattr(store, "path", ":memory:")
+            self.reporter = Reporter(round_log_path(path) if path != ":memory:" else None, console=False)
+        return self.reporter
+
+    def _report(self, trainer: pl.Trainer, store: Any, summary: RoundSummary) -> None:
+        reporter = self._reporter(store)
+        if reporter is not None:
+            reporter.log_round(trainer, summary)
+
+    # ------------------------------------------------------------------ saved refresh probabilities
+    def _state_path(self, store: Any, r: int) -> Path | None:
+        if self.state_dir is None:
+            return None
+        if self.state_dir == "auto":
+            path = getattr(store, "path", ":memory:")
+            if path == ":memory:":
+                return None
+            base = Path(path).with_name(Path(path).name + ".activelab")
+        else:
+            base = Path(self.state_dir)
+        return base / f"round-{r:05d}.pt"
+
+    def _save_round_state(self, store: Any, r: int, state: dict[str, Any]) -> None:
+        """Atomically write what the round's refresh needs (before the round is begun in the store)."""
+        self._remember(r, state)
+        path = self._state_path(store, r)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(state, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def _remember(self, r: int, state: dict[str, Any]) -> None:
+        self._memory_state = {k: v for k, v in self._memory_state.items() if k >= r - 1}
+        self._memory_state[r] = state
+
+    def _load_round_state(self, store: Any, r: int) -> dict[str, Any] | None:
+        if r in self._memory_state:
+            return self._memory_state[r]
+        path = self._state_path(store, r)
+        if path is None or not path.exists():
+            return None
+        return torch.load(path, weights_only=True)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _datamodule(trainer: pl.Trainer) -> Any:
+        datamodule = getattr(trainer, "datamodule", None)
+        missing = [a for a in ("store", "labeled_ids", "unlabeled_ids", "refresh", "pool_dataloader")
+                   if not hasattr(datamodule, a)]
+        if datamodule is None or missing:
+            raise TypeError(
+                f"ActiveLabCallback needs the trainer's datamodule to be an ActiveDataModule (pools + store), but "
+                f"got {type(datamodule).__name__}"
+                + (f" without {missing}" if datamodule is not None else "")
+                + ". Call `trainer.fit(model, datamodule=ActiveDataModule(dataset, store))`."
+            )
+        return datamodule
+
+    @staticmethod
+    def _check_probs(probs: Any, num_classes: int, where: str, rows: int | None = None) -> torch.Tensor:
+        probs = torch.as_tensor(probs).detach().to("cpu", torch.float64)
+        if probs.ndim != 2 or probs.shape[1] != num_classes or (rows is not None and probs.shape[0] != rows):
+            want = f"({rows if rows is not None else 'B'}, {num_classes})"
+            raise ValueError(
+                f"Probabilities for the {where} must have shape {want} (one row per example, one column per "
+                f"class of the store), but got shape {tuple(probs.shape)}. If the module does not return "
+                f"(B, K) logits, pass `predict_fn=` (or define `predict_proba`)."
+            )
+        if probs.numel() and not bool(torch.isfinite(probs).all()):
+            raise ValueError(f"Probabilities for the {where} contain NaN/inf; the model may have diverged.")
+        return probs
+
+    @staticmethod
+    def _check_ids(got: Any, expected: torch.Tensor, where: str) -> None:
+        got = torch.as_tensor(got).to(torch.int64).cpu()
+        if not torch.equal(got, expected):
+            raise RuntimeError(
+                f"Inference over the {where} returned example ids {got[:5].tolist()}... for requested ids "
+                f"{expected[:5].tolist()}... ({got.numel()} vs {expected.numel()} rows): every pool batch must "
+                f"carry its stable example ids, in order."
+            )
+
+    @staticmethod
+    def _on_rank_zero(trainer: pl.Trainer, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on rank 0 and broadcast its result; a failure on rank 0 fails every rank."""
+        if trainer.world_size <= 1:
+            return fn()
+        result, error = None, None
+        if trainer.is_global_zero:
+            try:
+                result = fn()
+            except BaseException as exc:  # re-raised below, after the other ranks were told
+                error = exc
+        message = f"{type(error).__name__}: {error}" if error is not None else None
+        result, message = trainer.strategy.broadcast((result, message), src=0)
+        if error is not None:
+            raise error
+        if message is not None:
+            raise ActiveLabError(f"rank 0 failed during the acquisition: {message}")
+        return result
+
+
+def _datamodule_state(datamodule: Any) -> dict[str, Any] | None:
+    """The datamodule's ``state_dict()`` (tensors, ints, None), or None if it has none."""
+    state_dict = getattr(datamodule, "state_dict", None)
+    state = state_dict() if callable(state_dict) else None
+    return state or None

@@ -135,6 +135,11 @@ def test_initial_annotations_are_consistent_with_the_oracle(setup):
         assert ann.annotator_id not in by_example.get(ann.example_id, ())
         a = setup.annotator_ids.index(ann.annotator_id)
         assert ann.label == int(setup.label_pool[ann.example_id, a])
+    reseeded = setup.make_oracle(seed=1)
+    again = reseeded.request(relabel + new)
+    assert again != response and len(again.annotations) == 200
+    for ann in again.annotations:  # another annotator may answer, but with that annotator's fixed label
+        assert ann.label == int(setup.label_pool[ann.example_id, setup.annotator_ids.index(ann.annotator_id)])
     matrix = setup.initial_label_matrix()
     assert matrix.shape == (1000, 30) and int((~matrix.isnan()).sum()) == len(setup.initial_annotations)
     assert isinstance(setup.oracle, SimulatedOracle) and setup.oracle.num_examples == 2000

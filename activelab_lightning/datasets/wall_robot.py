@@ -234,6 +234,8 @@ class WallRobotSetup:
         annotator_ids: The roster, e.g. ``("sim-00", ..., "sim-29")``.
         train_rows: ``(2000,)`` row of each training example in the full bundled file.
         test_rows: ``(1000,)`` row of each test example in the full bundled file.
+        initial_mask: ``(len(labeled_ids), A)`` bool: which ``label_pool`` entries of the labeled
+            rows were kept as initial annotations.
         feature_mean: ``(S,)`` training mean used for standardization, or ``None``.
         feature_std: ``(S,)`` training std used for standardization, or ``None``.
     """
@@ -255,14 +257,31 @@ class WallRobotSetup:
     annotator_ids: tuple[str, ...]
     train_rows: torch.Tensor
     test_rows: torch.Tensor
+    initial_mask: torch.Tensor = field(repr=False)
     feature_mean: torch.Tensor | None = None
     feature_std: torch.Tensor | None = None
-    _mask: torch.Tensor = field(default=None, repr=False)  # type: ignore[assignment]
 
     @property
     def num_classes(self) -> int:
         """K (4)."""
         return len(self.class_names)
+
+    def make_oracle(self, seed: int) -> SimulatedOracle:
+        """An oracle over the same label pool whose choice of annotator per request uses ``seed``.
+
+        :attr:`oracle` is seeded with the setup seed; use this to vary the label draws between runs
+        that share the data (as the reference runs do), keeping every annotator's labels fixed.
+
+        Example::
+
+            >>> setup = make_paper_setup()
+            >>> torch.equal(setup.make_oracle(1).label_pool, setup.oracle.label_pool)
+            True
+        """
+        oracle = SimulatedOracle(self.true_labels, pool_labels=self.oracle_pool, num_classes=self.num_classes,
+                                 seed=seed, annotator_ids=self.annotator_ids, name=self.oracle.name)
+        oracle.noise_matrix = self.noise_matrix
+        return oracle
 
     def initial_label_matrix(self) -> torch.Tensor:
         """``(len(labeled_ids), A)`` float64 initial labels, NaN where missing (cleanlab layout).
@@ -270,7 +289,7 @@ class WallRobotSetup:
         Rows follow :attr:`labeled_ids`, columns :attr:`annotator_ids`.
         """
         rows = self.label_pool[self.labeled_ids].to(torch.float64)
-        return torch.where(self._mask, rows, torch.full_like(rows, float("nan")))
+        return torch.where(self.initial_mask, rows, torch.full_like(rows, float("nan")))
 
     def majority_vote(self) -> torch.Tensor:
         """``(len(labeled_ids),)`` majority vote of the initial labels.
@@ -280,7 +299,7 @@ class WallRobotSetup:
         pool = self.label_pool[self.labeled_ids]
         K = self.num_classes
         counts = torch.zeros(pool.shape[0], K, dtype=torch.float64)
-        counts.scatter_add_(1, pool, self._mask.to(torch.float64))
+        counts.scatter_add_(1, pool, self.initial_mask.to(torch.float64))
         overall = counts.sum(0)
         rank = torch.argsort(torch.argsort(overall, stable=True), stable=True).to(torch.float64)
         return (counts + rank / (K + 1) * 1e-3).argmax(1)
@@ -294,11 +313,11 @@ class WallRobotSetup:
             vote, :meth:`majority_vote`), ``pool_accuracy`` (mean accuracy of the oracle's pool),
             ``num_annotations``.
         """
-        per_example = self._mask.sum(1)
+        per_example = self.initial_mask.sum(1)
         values, freq = torch.unique(per_example, return_counts=True)
         truth = self.true_labels[self.labeled_ids]
-        correct = (self.label_pool[self.labeled_ids] == truth[:, None]) & self._mask
-        n_by_annotator = self._mask.sum(0)
+        correct = (self.label_pool[self.labeled_ids] == truth[:, None]) & self.initial_mask
+        n_by_annotator = self.initial_mask.sum(0)
         has = n_by_annotator > 0
         acc = correct.sum(0)[has].to(torch.float64) / n_by_annotator[has]
         mv = self.majority_vote()
@@ -309,7 +328,7 @@ class WallRobotSetup:
             "annotator_accuracy_mean": float(acc.mean()),
             "consensus_accuracy": float((mv == truth).to(torch.float64).mean()),
             "pool_accuracy": float((self.oracle_pool == self.true_labels[:, None]).to(torch.float64).mean()),
-            "num_annotations": int(self._mask.sum()),
+            "num_annotations": int(self.initial_mask.sum()),
         }
 
 
@@ -454,7 +473,7 @@ def make_paper_setup(
         annotator_ids=ids,
         train_rows=train_rows,
         test_rows=test_rows,
+        initial_mask=mask,
         feature_mean=mean,
         feature_std=std,
-        _mask=mask,
     )

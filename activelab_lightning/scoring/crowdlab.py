@@ -1,0 +1,503 @@
+"""CROWDLAB: consensus labels, their quality, and annotator / model weights (spec §5).
+
+CROWDLAB combines the annotators' labels with a model's predicted probabilities into a
+posterior ``post[i, k]``: a weighted average of the model's probability and, per annotator, a
+likelihood ``λ`` (annotator said k) or ``ν = (1 - λ) / (K - 1)`` (annotator said another class).
+Annotator weights come from their agreement with the other annotators, the model's weight from
+its accuracy against the consensus, both relative to the error of always predicting the most
+common consensus class.
+
+Everything is O(N·M + N·K): the posterior is formed with one scatter of the annotator weights.
+Where the consensus is decided by an exact-equality argmax (``best_quality``), rows whose top
+two posterior values lie within rounding distance are recomputed in cleanlab's summation order
+(model term first, then annotators in column order), so exact ties resolve as in cleanlab.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._validation import ArrayLike, LabelMatrix, as_label_matrix, as_probabilities, make_generator
+from .majority_vote import _first_true, _majority_vote, label_counts
+
+__all__ = [
+    "ConsensusMethod",
+    "CrowdlabResult",
+    "AnnotatorStats",
+    "crowdlab",
+    "crowdlab_ensemble",
+    "annotator_stats",
+    "consensus_targets",
+]
+
+ConsensusMethod = Literal["best_quality", "majority_vote"]
+_CLIP = 1e-6
+_TIE_TOL = 1e-10
+
+
+@dataclass(frozen=True)
+class CrowdlabResult:
+    """Output of :func:`crowdlab` / :func:`crowdlab_ensemble` (``N`` examples, ``M`` input columns).
+
+    Attributes:
+        consensus_label: ``(N,)`` int64 consensus class.
+        consensus_quality: ``(N,)`` posterior probability of the consensus class (``Q_i``).
+        annotator_agreement: ``(N,)`` fraction of example i's annotators that chose the consensus.
+        num_annotations: ``(N,)`` int64 labels per example.
+        posterior: ``(N, K)`` CROWDLAB posterior class probabilities (soft consensus targets).
+        model_weight: The model's weight ``w_M`` (float), or ``(P,)`` per member for an ensemble.
+        annotator_weight: ``(M,)`` weight of each annotator; NaN for columns without any label.
+        annotator_mask: ``(M,)`` bool, True for columns that were used (have >= 1 label).
+        majority_vote_label: ``(N,)`` int64 majority-vote label (the starting consensus).
+        consensus_likelihood: ``λ``, mean agreement with the consensus on multi-labeled examples.
+        annotator_agreement_with_others: ``(M,)`` agreement ``a_j`` of each annotator with the
+            others (NaN for unused columns).
+    """
+
+    consensus_label: Tensor
+    consensus_quality: Tensor
+    annotator_agreement: Tensor
+    num_annotations: Tensor
+    posterior: Tensor
+    model_weight: float | Tensor
+    annotator_weight: Tensor
+    annotator_mask: Tensor
+    majority_vote_label: Tensor
+    consensus_likelihood: float
+    annotator_agreement_with_others: Tensor
+
+    @property
+    def mean_model_weight(self) -> float:
+        """``w_M``, or the mean of the per-member weights for an ensemble."""
+        w = self.model_weight
+        return float(w.mean().item()) if isinstance(w, Tensor) else float(w)
+
+    @property
+    def mean_annotator_weight(self) -> float:
+        """``w̄``: mean weight over the annotators that gave at least one label."""
+        return _np_mean(self.annotator_weight[self.annotator_mask])
+
+
+@dataclass(frozen=True)
+class _Stats:
+    post: Tensor  # (N, K)
+    row_weight: Tensor  # (N,) sum of the row's annotator weights
+    w: Tensor  # (M',)
+    w_model: Tensor  # (P,) float64
+    lam: float
+    nu: float
+    alpha: Tensor  # (N,)
+
+
+def _np_mean(values: Tensor) -> float:
+    """Mean with numpy's pairwise summation (bit-identical to cleanlab's ``np.mean``)."""
+    return float(np.mean(values.detach().cpu().numpy()))
+
+
+def _annotator_agreement(lm: LabelMatrix, counts: Tensor) -> Tensor:
+    """``a_j``: fraction of (co-)labels of the other annotators that match annotator j's label.
+
+    Evaluated as cleanlab does -- an ``(n_i - 1)``-weighted mean of per-example fractions -- so
+    the weights are bit-identical (they decide exact posterior ties).
+    """
+    same = counts.gather(1, lm.index.clamp(min=0)).to(torch.float64)
+    m = lm.mask
+    nm1 = (lm.num_annotations - 1).to(torch.float64)[:, None]
+    frac = torch.where(m & (nm1 > 0), (same - 1) / nm1.clamp(min=1), 0.0)
+    prod = torch.where(m, frac * nm1, 0.0)
+    den = (nm1 * m).sum(0)
+    num = prod.sum(0)  # exact when every product is an integer
+    inexact = ((prod != prod.round()) & m).any(0).nonzero().flatten().tolist()
+    if inexact:
+        prod_np, m_np = prod.cpu().numpy(), m.cpu().numpy()
+        for j in inexact:  # numpy's pairwise order over the annotator's examples
+            num[j] = float(np.sum(prod_np[m_np[:, j], j]))
+    a = torch.where(den > 0, num / den.clamp(min=1), float("nan"))
+    nan = torch.isnan(a)
+    if bool(nan.any()):
+        a = torch.where(nan, _np_mean(a[~nan]), a)
+    return a
+
+
+def _consensus_stats(
+    lm: LabelMatrix, counts: Tensor, multi: Tensor, probs: Tensor, c: Tensor, a: Tensor
+) -> _Stats:
+    k = probs.shape[-1]
+    n = lm.num_annotations.to(torch.float64)
+    alpha = counts.gather(1, c[:, None]).squeeze(1).to(torch.float64) / n
+    lam = _np_mean(alpha[multi])
+    nu = (1.0 - lam) / (k - 1)
+    cm = c[multi]
+    c_hat = torch.bincount(cm, minlength=k).argmax()
+    e0 = max(float((cm != c_hat).to(torch.float64).mean().item()), _CLIP)
+    w = (1.0 - (1.0 - a) / e0).clamp(min=_CLIP)
+    sqrt_n = math.sqrt(float(n.mean().item()))
+    w_model = []
+    for p in range(probs.shape[0]):
+        e_m = float((probs[p][multi].argmax(1) != cm).to(torch.float64).mean().item())
+        w_model.append(max(1.0 - e_m / e0, _CLIP) * sqrt_n)
+    wm = torch.tensor(w_model, dtype=torch.float64)
+    dt = probs.dtype
+    wmask = torch.where(lm.mask, w.to(dt), torch.zeros((), dtype=dt, device=probs.device))
+    row_weight = wmask.sum(1)
+    votes = torch.zeros(lm.num_examples, k, dtype=dt, device=probs.device)
+    votes.scatter_add_(1, lm.index.clamp(min=0), wmask)
+    num = probs[0] * w_model[0]
+    for p in range(1, probs.shape[0]):
+        num.add_(probs[p], alpha=w_model[p])
+    num.add_(row_weight[:, None], alpha=nu).add_(votes, alpha=lam - nu)
+    post = num.div_((row_weight + float(wm.sum().item()))[:, None])
+    return _Stats(post=post, row_weight=row_weight, w=w, w_model=wm, lam=lam, nu=nu, alpha=alpha)
+
+
+def _exact_posterior_ensemble(rows: Tensor, lm: LabelMatrix, probs: Tensor, st: _Stats) -> Tensor:
+    """Ensemble posterior of ``rows`` as cleanlab evaluates it: one weighted average per (i, k)
+    over the members' probabilities then the row's annotators (numpy's pairwise order)."""
+    idx = lm.index[rows].cpu().numpy()
+    msk = lm.mask[rows].cpu().numpy()
+    pr = probs[:, rows].cpu().numpy()  # (P, R, K)
+    w = st.w.cpu().numpy()
+    wm = st.w_model.cpu().numpy()
+    classes = np.arange(pr.shape[-1])
+    out = np.empty(pr.shape[1:])
+    for r in range(pr.shape[1]):  # only rows whose top-2 posterior values nearly tie
+        labs = idx[r][msk[r]]
+        votes = np.where(labs[None, :] == classes[:, None], st.lam, st.nu)
+        vals = np.concatenate([pr[:, r, :].T, votes], axis=1)
+        out[r] = np.average(vals, axis=1, weights=np.concatenate([wm, w[msk[r]]]))
+    return torch.from_numpy(out).to(device=probs.device, dtype=probs.dtype)
+
+
+def _exact_posterior(rows: Tensor, lm: LabelMatrix, probs: Tensor, st: _Stats) -> Tensor:
+    """Posterior of ``rows`` summed in cleanlab's order (tie-exact), ``(R, K)``."""
+    if probs.shape[0] > 1:
+        return _exact_posterior_ensemble(rows, lm, probs, st)
+    k = probs.shape[-1]
+    classes = torch.arange(k, device=probs.device)
+    idx, msk = lm.index[rows], lm.mask[rows]
+    wm = st.w_model.tolist()
+    w = st.w.tolist()
+    zero = torch.zeros((), dtype=probs.dtype, device=probs.device)
+    num = probs[0, rows] * wm[0]
+    den = torch.zeros(rows.numel(), dtype=probs.dtype, device=probs.device)
+    for j in range(lm.num_annotators):  # model term first, then annotators in column order
+        on = msk[:, j : j + 1]
+        hit = torch.tensor(w[j] * st.lam, dtype=probs.dtype, device=probs.device)
+        miss = torch.tensor(w[j] * st.nu, dtype=probs.dtype, device=probs.device)
+        term = torch.where(idx[:, j : j + 1] == classes, hit, miss)
+        num = num + torch.where(on, term, zero)
+        den = den + torch.where(on[:, 0], w[j], zero)
+    return num / (den + wm[0])[:, None]
+
+
+def _best_quality(
+    lm: LabelMatrix, probs: Tensor, st: _Stats, fallback: Tensor
+) -> Tensor:
+    """``argmax post`` where unique (exact), else ``fallback`` (the majority vote)."""
+    post = st.post
+    c = post.argmax(1)
+    top2 = post.topk(2, dim=1).values
+    near = ((top2[:, 0] - top2[:, 1]) <= _TIE_TOL).nonzero().flatten()
+    if near.numel():
+        exact = _exact_posterior(near, lm, probs, st)
+        is_max = exact == exact.amax(1, keepdim=True)
+        unique = is_max.sum(1) == 1
+        c[near] = torch.where(unique, _first_true(is_max), fallback[near])
+    return c
+
+
+def _run_crowdlab(
+    lm: LabelMatrix,
+    probs: Tensor,
+    *,
+    consensus_method: ConsensusMethod,
+    generator: torch.Generator | int | None,
+    counts: Tensor | None = None,
+) -> tuple[CrowdlabResult, _Stats]:
+    """CROWDLAB on validated inputs; ``probs`` is ``(P, N, K)``."""
+    if consensus_method not in ("best_quality", "majority_vote"):
+        raise ValueError(
+            f"consensus_method must be 'best_quality' or 'majority_vote', got {consensus_method!r}."
+        )
+    k = probs.shape[-1]
+    multi = lm.num_annotations >= 2
+    if not bool(multi.any()):
+        raise ValueError(
+            f"CROWDLAB needs at least one example with two or more labels, but all "
+            f"{lm.num_examples} examples of labels have exactly one; use majority_vote() (or "
+            "consensus_targets(), which handles this case) instead."
+        )
+    if counts is None:
+        counts = label_counts(lm, k)
+    mean_probs = probs[0] if probs.shape[0] == 1 else probs.mean(0)
+    mv = _majority_vote(lm, counts, mean_probs, make_generator(generator))
+    a = _annotator_agreement(lm, counts)
+    st = _consensus_stats(lm, counts, multi, probs, mv, a)
+    c = mv
+    if consensus_method == "best_quality":
+        c = _best_quality(lm, probs, st, mv)
+        st = _consensus_stats(lm, counts, multi, probs, c, a)
+    quality = st.post.gather(1, c[:, None]).squeeze(1)
+    m_in = lm.num_input_columns
+    w_full = torch.full((m_in,), float("nan"), dtype=torch.float64)
+    w_full[lm.columns] = st.w.cpu()
+    a_full = torch.full((m_in,), float("nan"), dtype=torch.float64)
+    a_full[lm.columns] = a.cpu()
+    used = torch.zeros(m_in, dtype=torch.bool)
+    used[lm.columns] = True
+    result = CrowdlabResult(
+        consensus_label=c,
+        consensus_quality=quality,
+        annotator_agreement=st.alpha,
+        num_annotations=lm.num_annotations,
+        posterior=st.post,
+        model_weight=float(st.w_model[0]) if probs.shape[0] == 1 else st.w_model,
+        annotator_weight=w_full,
+        annotator_mask=used,
+        majority_vote_label=mv,
+        consensus_likelihood=st.lam,
+        annotator_agreement_with_others=a_full,
+    )
+    return result, st
+
+
+def _prepare(labels: ArrayLike, pred_probs: ArrayLike, ndim: int) -> tuple[LabelMatrix, Tensor]:
+    probs = as_probabilities(pred_probs, "pred_probs", ndim=ndim)
+    lm = as_label_matrix(labels, num_classes=probs.shape[-1], device=probs.device)
+    if lm.num_examples != probs.shape[-2]:
+        raise ValueError(
+            f"pred_probs has {probs.shape[-2]} rows (shape {tuple(probs.shape)}) but labels has "
+            f"{lm.num_examples} rows; row i of both must describe the same example."
+        )
+    return lm, probs if ndim == 3 else probs[None]
+
+
+def crowdlab(
+    labels: ArrayLike,
+    pred_probs: ArrayLike,
+    *,
+    consensus_method: ConsensusMethod = "best_quality",
+    generator: torch.Generator | int | None = None,
+) -> CrowdlabResult:
+    """CROWDLAB consensus labels, consensus quality and weights for one model.
+
+    Args:
+        labels: ``(N, M)`` class indices, NaN where annotator j did not label example i. Every
+            example needs >= 1 label and at least one example needs >= 2; annotators without
+            any label are ignored (weight NaN).
+        pred_probs: ``(N, K)`` out-of-sample predicted probabilities (already temperature
+            scaled if wanted, see :func:`temperature_scale`).
+        consensus_method: ``"best_quality"`` (argmax of the posterior, majority vote on exact
+            ties) or ``"majority_vote"``.
+        generator: Seed/generator for the last, random majority-vote tie-break (default seed 0).
+
+    Returns:
+        A :class:`CrowdlabResult`.
+
+    Example::
+
+        >>> import torch
+        >>> nan = float("nan")
+        >>> labels = torch.tensor([[0., 0., 1.], [1., 1., nan], [2., nan, 2.]])
+        >>> probs = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
+        >>> crowdlab(labels, probs).consensus_label.tolist()
+        [0, 1, 2]
+    """
+    lm, probs = _prepare(labels, pred_probs, 2)
+    return _run_crowdlab(lm, probs, consensus_method=consensus_method, generator=generator)[0]
+
+
+def crowdlab_ensemble(
+    labels: ArrayLike,
+    pred_probs: ArrayLike,
+    *,
+    generator: torch.Generator | int | None = None,
+) -> CrowdlabResult:
+    """CROWDLAB (``best_quality``) with an ensemble of ``P`` models.
+
+    Same as :func:`crowdlab` but ``pred_probs`` is ``(P, N, K)``; each member gets its own
+    model weight (``model_weight`` is a ``(P,)`` tensor) and the majority-vote tie-break uses the
+    members' mean probabilities.
+
+    Example::
+
+        >>> import torch
+        >>> labels = torch.tensor([[0., 0.], [1., 0.]])
+        >>> probs = torch.tensor([[[0.9, 0.1], [0.2, 0.8]], [[0.7, 0.3], [0.4, 0.6]]])
+        >>> crowdlab_ensemble(labels, probs).model_weight.shape
+        torch.Size([2])
+    """
+    lm, probs = _prepare(labels, pred_probs, 3)
+    return _run_crowdlab(lm, probs, consensus_method="best_quality", generator=generator)[0]
+
+
+@dataclass(frozen=True)
+class AnnotatorStats:
+    """Per-annotator statistics, aligned with the label matrix's ``M`` columns.
+
+    Attributes:
+        quality: ``(M,)`` ``ω·lqs_j + (1-ω)·agr_j``: a blend (weighted by the model's share of the
+            total weight) of the mean posterior probability of j's labels and j's agreement with
+            the consensus on multi-labeled examples. NaN if j labeled no multi-labeled example.
+        agreement_with_consensus: ``(M,)`` fraction of j's labels equal to the consensus.
+        worst_class: ``(M,)`` int64, the class j labels least accurately (ties: more of j's
+            labels, then higher mean consensus quality, then the smaller class); -1 if unused.
+        num_examples_labeled: ``(M,)`` int64.
+        order: ``(M',)`` int64 column positions of the used annotators, sorted by ``quality`` then
+            ``agreement_with_consensus`` ascending (NaN last): the row order cleanlab reports.
+    """
+
+    quality: Tensor
+    agreement_with_consensus: Tensor
+    worst_class: Tensor
+    num_examples_labeled: Tensor
+    order: Tensor
+
+
+def annotator_stats(labels: ArrayLike, result: CrowdlabResult) -> AnnotatorStats:
+    """Per-annotator quality, agreement with consensus, worst class and label count.
+
+    Args:
+        labels: The ``(N, M)`` label matrix given to :func:`crowdlab`.
+        result: Its :class:`CrowdlabResult`.
+
+    Returns:
+        An :class:`AnnotatorStats`.
+
+    Example::
+
+        >>> import torch
+        >>> nan = float("nan")
+        >>> labels = torch.tensor([[0., 0., 1.], [1., 1., nan], [2., nan, 2.]])
+        >>> probs = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
+        >>> annotator_stats(labels, crowdlab(labels, probs)).num_examples_labeled.tolist()
+        [3, 2, 2]
+    """
+    post = result.posterior
+    k = post.shape[1]
+    lm = as_label_matrix(labels, num_classes=k, device=post.device)
+    if lm.num_examples != post.shape[0] or lm.num_input_columns != result.annotator_weight.numel():
+        raise ValueError(
+            f"labels has shape ({lm.num_examples}, {lm.num_input_columns}) but result describes "
+            f"{post.shape[0]} examples and {result.annotator_weight.numel()} annotators; pass the "
+            "same labels that produced result."
+        )
+    dt = torch.float64
+    c = result.consensus_label
+    idx, msk = lm.index.clamp(min=0), lm.mask
+    m = lm.num_annotators
+    mskf = msk.to(dt)
+    count = mskf.sum(0)
+    lqs = (post.to(dt).gather(1, idx) * mskf).sum(0) / count
+    correct = (lm.index == c[:, None]) & msk
+    multi = (lm.num_annotations >= 2)[:, None] & msk
+    agr_multi = (correct & multi).sum(0).to(dt) / multi.sum(0).to(dt)
+    agreement = correct.sum(0).to(dt) / count
+    w = result.annotator_weight[lm.columns].to(dt)
+    n_mean = float(lm.num_annotations.to(dt).mean().item())
+    w_bar = float(w.sum().item()) * n_mean / m
+    w_model = result.mean_model_weight
+    omega = w_model / (w_model + w_bar)
+    quality = omega * lqs.cpu() + (1 - omega) * agr_multi.cpu()
+    # worst class: (M', K) tables of label counts, hits and summed consensus quality
+    flat = (torch.arange(m, device=idx.device)[None, :] * k + idx)[msk]
+    rows = msk.nonzero()[:, 0]
+    size = m * k
+    n_jk = torch.zeros(size, dtype=dt, device=idx.device).index_add_(0, flat, torch.ones_like(flat, dtype=dt))
+    hit_jk = torch.zeros(size, dtype=dt, device=idx.device).index_add_(0, flat, correct[msk].to(dt))
+    q_jk = torch.zeros(size, dtype=dt, device=idx.device).index_add_(
+        0, flat, result.consensus_quality.to(dt)[rows]
+    )
+    n_jk, hit_jk, q_jk = (t.view(m, k) for t in (n_jk, hit_jk, q_jk))
+    cand = n_jk > 0
+    acc = hit_jk / n_jk
+    v = torch.where(cand, acc, torch.full_like(acc, math.inf))
+    cand &= v == v.amin(1, keepdim=True)
+    v = torch.where(cand, n_jk, torch.full_like(n_jk, -math.inf))
+    cand &= v == v.amax(1, keepdim=True)
+    mean_q = q_jk / n_jk
+    v = torch.where(cand, mean_q, torch.full_like(mean_q, -math.inf))
+    cand &= v == v.amax(1, keepdim=True)
+    worst = _first_true(cand).cpu()
+
+    m_in = lm.num_input_columns
+    cols = lm.columns
+
+    def full(values: Tensor, fill: float, dtype: torch.dtype) -> Tensor:
+        out = torch.full((m_in,), fill, dtype=dtype)
+        out[cols] = values.cpu().to(dtype)
+        return out
+
+    q_sort = quality.clone()
+    a_sort = agreement.cpu().clone()
+    # stable lexicographic sort (quality, agreement), NaN last
+    order = torch.arange(m)
+    for key in (a_sort, q_sort):  # secondary key first, then a stable sort on the primary
+        vals = key[order]
+        vals = torch.where(torch.isnan(vals), torch.full_like(vals, math.inf), vals)
+        order = order[torch.argsort(vals, stable=True)]
+    return AnnotatorStats(
+        quality=full(quality, math.nan, dt),
+        agreement_with_consensus=full(agreement, math.nan, dt),
+        worst_class=full(worst, -1, torch.int64),
+        num_examples_labeled=full(count, 0, torch.int64),
+        order=cols[order],
+    )
+
+
+def consensus_targets(
+    labels: ArrayLike,
+    pred_probs: ArrayLike | None = None,
+    *,
+    num_classes: int | None = None,
+    generator: torch.Generator | int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Training targets for the labeled examples: hard consensus labels and soft targets.
+
+    * ``pred_probs`` given and some example has >= 2 labels: CROWDLAB ``best_quality``
+      consensus and its posterior (``(N, K)``, rows sum to 1).
+    * ``pred_probs`` given but every example has exactly one label: that label, and its
+      one-hot vector (CROWDLAB is undefined without multi-labeled examples).
+    * ``pred_probs`` is None (no model yet): majority vote (tie-breaks 2-4 of
+      :func:`majority_vote`) and the annotators' empirical label distribution.
+
+    Args:
+        labels: ``(N, M)`` class indices, NaN for missing.
+        pred_probs: Optional ``(N, K)`` out-of-sample probabilities aligned with ``labels``.
+        num_classes: ``K`` when ``pred_probs`` is None (default: largest label + 1).
+        generator: Seed/generator for random majority-vote tie-breaks (default seed 0).
+
+    Returns:
+        ``(consensus (N,) int64, soft_targets (N, K) float)``.
+
+    Example::
+
+        >>> import torch
+        >>> y, soft = consensus_targets(torch.tensor([[0., 0., 1.]]), num_classes=2)
+        >>> y.tolist(), soft.tolist()
+        ([0], [[0.6666666666666666, 0.3333333333333333]])
+    """
+    if pred_probs is None:
+        lm = as_label_matrix(labels, num_classes=num_classes)
+        k = num_classes if num_classes is not None else lm.max_label + 1
+        if k < 2:
+            raise ValueError(
+                f"num_classes must be >= 2, got {k}; pass num_classes= the number of classes."
+            )
+        counts = label_counts(lm, k)
+        mv = _majority_vote(lm, counts, None, make_generator(generator))
+        soft = counts.to(torch.float64) / lm.num_annotations[:, None].to(torch.float64)
+        return mv, soft
+    lm, probs = _prepare(labels, pred_probs, 2)
+    if bool((lm.num_annotations >= 2).any()):
+        res = _run_crowdlab(lm, probs, consensus_method="best_quality", generator=generator)[0]
+        return res.consensus_label, res.posterior
+    y = lm.index.max(1).values
+    soft = torch.nn.functional.one_hot(y, probs.shape[-1]).to(probs.dtype)
+    return y, soft

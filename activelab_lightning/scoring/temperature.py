@@ -1,0 +1,217 @@
+"""Temperature search and scaling of predicted probabilities (spec §4).
+
+The temperature minimises the soft cross-entropy between the temperature-scaled model
+probabilities and the annotators' empirical label distribution of each example. Two objectives:
+
+* ``"class-position"`` (default, what the ActiveLab paper describes): the empirical distribution
+  puts the fraction of annotators that chose class k at position k.
+* ``"cleanlab-2.9"``: reproduces cleanlab 2.9.0, whose count helper writes each example's
+  non-zero class counts *left-aligned* (positions 0..u-1 instead of the classes' own positions;
+  spec §4.1/§7.2). Use it to get cleanlab's numbers exactly.
+
+The empirical distribution is computed once (sparse: at most ``min(M, K)`` non-zeros per row)
+and reused for all 13-18 candidate temperatures.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ._validation import (
+    ArrayLike,
+    TemperatureObjective,
+    as_label_matrix,
+    as_probabilities,
+    check_objective,
+)
+from .majority_vote import label_counts
+
+__all__ = [
+    "COARSE_GRID",
+    "empirical_distribution",
+    "find_temperature",
+    "temperature_scale",
+]
+
+COARSE_GRID: tuple[float, ...] = (0.1, 0.2, 0.5, 0.8, 1.0, 2.0, 3.0, 5.0, 8.0)
+_EPS_T = 1e-6
+_EPS_LOG = 1e-30
+
+
+def _sparse_empirical(
+    counts: Tensor, objective: TemperatureObjective
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Non-zero entries ``(rows, cols, values)`` of the empirical distribution, row-major order."""
+    nz = counts > 0
+    rows, cls = nz.nonzero(as_tuple=True)
+    n = counts.sum(1).to(torch.float64)
+    vals = counts[rows, cls].to(torch.float64) / n[rows]
+    if objective == "cleanlab-2.9":
+        cols = (nz.cumsum(1) - 1)[rows, cls]  # rank of the class among the row's present classes
+    else:
+        cols = cls
+    return rows, cols, vals
+
+
+def empirical_distribution(
+    labels: ArrayLike,
+    num_classes: int,
+    *,
+    objective: TemperatureObjective = "class-position",
+) -> Tensor:
+    """Annotators' empirical label distribution of each example.
+
+    Args:
+        labels: ``(N, M)`` class indices, NaN for missing.
+        num_classes: ``K``.
+        objective: ``"class-position"`` (fraction of votes for class k at position k) or
+            ``"cleanlab-2.9"`` (cleanlab 2.9.0's left-aligned counts).
+
+    Returns:
+        ``(N, K)`` float64, rows sum to 1.
+
+    Example::
+
+        >>> import torch
+        >>> nan = float("nan")
+        >>> empirical_distribution(torch.tensor([[2., 2., nan]]), 3).tolist()
+        [[0.0, 0.0, 1.0]]
+        >>> empirical_distribution(torch.tensor([[2., 2., nan]]), 3, objective="cleanlab-2.9").tolist()
+        [[1.0, 0.0, 0.0]]
+    """
+    check_objective(objective, "objective")
+    lm = as_label_matrix(labels, num_classes=num_classes)
+    rows, cols, vals = _sparse_empirical(label_counts(lm, num_classes), objective)
+    out = torch.zeros(lm.num_examples, num_classes, dtype=torch.float64)
+    out[rows, cols] = vals
+    return out
+
+
+class _Objective:
+    """Soft cross-entropy ``J(T)`` for one probability matrix and one empirical distribution."""
+
+    def __init__(self, probs: Tensor, counts: Tensor, objective: TemperatureObjective) -> None:
+        rows, cols, vals = _sparse_empirical(counts, objective)
+        self.rows, self.vals = rows.to(probs.device), vals.to(device=probs.device, dtype=probs.dtype)
+        self.logp = torch.log(probs)  # -inf where p == 0
+        self.logp_at = self.logp[rows, cols.to(probs.device)]
+        self.buf = torch.empty_like(self.logp)
+        self.n = probs.shape[0]
+        self.log_k = math.log(probs.shape[1])
+
+    def __call__(self, temperature: float) -> float:
+        t = max(temperature, _EPS_T)
+        torch.div(self.logp, t, out=self.buf)
+        self.buf.exp_()
+        denom = self.buf.sum(1)
+        s = torch.exp(self.logp_at / t) / denom[self.rows]
+        terms = self.vals * torch.log(s.clamp(min=_EPS_LOG))
+        ce = torch.zeros(self.n, dtype=terms.dtype, device=terms.device)
+        ce.index_add_(0, self.rows, terms)
+        return float((-ce / self.log_k).mean().item())
+
+
+def _argmin(values: list[float]) -> int:
+    """First index of the minimum; a NaN wins (numpy semantics)."""
+    for i, v in enumerate(values):
+        if math.isnan(v):
+            return i
+    return min(range(len(values)), key=values.__getitem__)
+
+
+def _fine_grid(j: int) -> list[float]:
+    g = COARSE_GRID
+    fine: list[float] = []
+    if j > 0:
+        step = (g[j] - g[j - 1]) / 4
+        fine += [t * step + g[j - 1] for t in range(4)]
+    if j < len(g) - 1:
+        step = (g[j + 1] - g[j]) / 4
+        fine += [t * step + g[j] for t in range(4)] + [g[j + 1]]
+    return fine
+
+
+def _search(probs: Tensor, counts: Tensor, objective: TemperatureObjective) -> float:
+    obj = _Objective(probs, counts, objective)
+    j = _argmin([obj(t) for t in COARSE_GRID])
+    fine = _fine_grid(j)
+    return fine[_argmin([obj(t) for t in fine])]
+
+
+def find_temperature(
+    labels: ArrayLike,
+    pred_probs: ArrayLike,
+    *,
+    objective: TemperatureObjective = "class-position",
+) -> float:
+    """Temperature that best calibrates ``pred_probs`` to the annotators' label distribution.
+
+    Coarse grid ``(0.1, 0.2, 0.5, 0.8, 1, 2, 3, 5, 8)``, then a fine linear grid around the best
+    coarse value (as cleanlab: the result lies in ``[0.1, 7.25]``). The objective is the mean over
+    all labeled examples of the soft cross-entropy (base ``K``) between the empirical label
+    distribution and ``softmax(log(pred_probs) / T)``.
+
+    Args:
+        labels: ``(N, M)`` class indices, NaN for missing.
+        pred_probs: ``(N, K)`` out-of-sample predicted probabilities (rows sum to 1).
+        objective: ``"class-position"`` (default, the paper) or ``"cleanlab-2.9"`` (cleanlab
+            2.9.0's left-aligned counts, spec §4.1).
+
+    Returns:
+        The temperature ``T*`` (a float).
+
+    Example::
+
+        >>> import torch
+        >>> labels = torch.tensor([[0., 0.], [1., 1.], [0., 1.]])
+        >>> probs = torch.tensor([[0.6, 0.4], [0.4, 0.6], [0.5, 0.5]])
+        >>> find_temperature(labels, probs) < 1.0  # the model is under-confident
+        True
+    """
+    check_objective(objective, "objective")
+    probs = as_probabilities(pred_probs, "pred_probs")
+    lm = as_label_matrix(labels, num_classes=probs.shape[1], device=probs.device)
+    if lm.num_examples != probs.shape[0]:
+        raise ValueError(
+            f"pred_probs has {probs.shape[0]} rows but labels has {lm.num_examples} rows; row i "
+            "of both must describe the same example."
+        )
+    return _search(probs, label_counts(lm, probs.shape[1]), objective)
+
+
+def _temperature_scale(probs: Tensor, temperature: float) -> Tensor:
+    p = probs.clamp(min=_EPS_LOG)
+    p /= p.sum(-1, keepdim=True)
+    p.log_().div_(max(temperature, _EPS_T)).exp_()
+    p /= p.sum(-1, keepdim=True)
+    p /= p.sum(-1, keepdim=True)
+    return p
+
+
+def temperature_scale(pred_probs: ArrayLike, temperature: float) -> Tensor:
+    """Apply a temperature to probabilities: ``softmax(log(max(p, 1e-30)) / T)`` per row.
+
+    Rows are first floored at 1e-30 and renormalised (so even ``T = 1`` maps exact zeros to
+    1e-30), as in cleanlab. Works on ``(N, K)`` and ``(P, N, K)`` inputs.
+
+    Args:
+        pred_probs: ``(..., K)`` probabilities.
+        temperature: ``T > 0``; ``T < 1`` sharpens, ``T > 1`` flattens.
+
+    Returns:
+        A new tensor of the same shape (float64 on CPU by default).
+
+    Example::
+
+        >>> import torch
+        >>> temperature_scale(torch.tensor([[0.8, 0.2]]), 2.0).tolist()
+        [[0.6666666666666666, 0.33333333333333337]]
+    """
+    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}.")
+    ndim = 3 if getattr(pred_probs, "ndim", 2) == 3 else 2
+    probs = as_probabilities(pred_probs, "pred_probs", ndim=ndim, allow_empty=True)
+    return _temperature_scale(probs, float(temperature))

@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from activelab_lightning.records import Annotation, LabelRequest, OracleResponse, RoundRecord
 
@@ -63,6 +63,8 @@ _BUSY_TIMEOUT_MS = 30_000
 _CHUNK = 900
 
 _REQUEST_KINDS = ("new", "relabel")
+# Connections inherited through fork() (see AnnotationStore._reconnect_after_fork), never used again.
+_INHERITED_CONNECTIONS: list[sqlite3.Connection | None] = []
 _EXPORT_COLUMNS = (
     "example_id",
     "annotator_id",
@@ -112,7 +114,7 @@ CREATE TABLE requests (
     round               INTEGER NOT NULL,
     position            INTEGER NOT NULL,    -- order of the request within its round
     example_id          INTEGER NOT NULL,
-    score               REAL    NOT NULL,
+    score               REAL,                -- NULL = NaN (a request made without a score)
     kind                TEXT    NOT NULL CHECK (kind IN ('new', 'relabel')),
     existing_annotators TEXT    NOT NULL,    -- JSON list of annotator ids
     status              TEXT    NOT NULL DEFAULT 'pending'
@@ -134,9 +136,8 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-@dataclass(frozen=True)
-class _Row:
-    """One validated annotation about to be written (internal)."""
+class _Row(NamedTuple):
+    """One validated annotation about to be written (internal; a tuple: cheap for 1e5-row imports)."""
 
     example_id: int
     annotator_id: str
@@ -148,8 +149,7 @@ class _Row:
     is_correction: bool
 
 
-@dataclass(frozen=True)
-class _Stored:
+class _Stored(NamedTuple):
     """What the conflict check needs to know about one stored annotation (internal)."""
 
     label: int
@@ -175,6 +175,8 @@ class _Derived:
 
 def _int_arg(value: Any, name: str) -> int:
     """``value`` as a Python int (numpy / torch integer scalars accepted), bools and floats refused."""
+    if type(value) is int:
+        return value
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
     return int(value.__index__())
@@ -223,7 +225,12 @@ class AnnotationStore:
         self._conn: sqlite3.Connection | None = None
         self._cache: _Derived | None = None
         self._cache_version: int | None = None
+        self._pid = os.getpid()
 
+        if self._path != _MEMORY and Path(self._path).is_dir():
+            raise ValueError(
+                f"path={self._path!r} is a directory; give a file path such as {self._path!r}/labels.db."
+            )
         is_new = (
             self._path == _MEMORY or not Path(self._path).exists() or Path(self._path).stat().st_size == 0
         )
@@ -242,13 +249,8 @@ class AnnotationStore:
                 )
         if self._path != _MEMORY:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: no implicit transactions, we issue BEGIN IMMEDIATE / COMMIT ourselves.
-        # check_same_thread=False is safe because every use of the connection holds self._lock.
-        conn = sqlite3.connect(
-            self._path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
-        )
+        conn = self._connect()
         try:
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             self._conn = conn
             self.num_examples, self.class_names = self._open_or_create(given_n, given_classes)
         except BaseException:
@@ -259,6 +261,26 @@ class AnnotationStore:
         self._class_index = {name: i for i, name in enumerate(self.class_names)}
 
     # ------------------------------------------------------------------ opening
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions, we issue BEGIN IMMEDIATE / COMMIT ourselves.
+        # check_same_thread=False is safe because every use of the connection holds self._lock.
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
+        )
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        # synchronous=FULL: fsync the WAL at every commit. With NORMAL a power loss may undo the
+        # last transactions although add_annotations() had returned; labels cost human time, an
+        # fsync per batch does not.
+        try:
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.DatabaseError as err:  # the pragma reads the header of a corrupt file
+            conn.close()
+            raise ValueError(
+                f"path={self._path!r} cannot be read as a SQLite database ({err}); "
+                "give the path of an AnnotationStore file or a new path to create one."
+            ) from err
+        return conn
+
     @staticmethod
     def _check_num_examples(num_examples: Any) -> int:
         n = _int_arg(num_examples, "num_examples")
@@ -313,12 +335,8 @@ class AnnotationStore:
             )
         else:
             n, classes = given_n, given_classes
-        # WAL: readers never block the writer and a commit is one append to the -wal file.
-        # synchronous=FULL: fsync the WAL at every commit. With NORMAL a power loss may undo the
-        # last transactions although add_annotations() had returned; labels cost human time, an
-        # fsync per batch does not.
+        # WAL: readers never block the writer, and a commit is one append (+ fsync) to the -wal file.
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
         if not tables:
             with self._transaction():
                 # Another process may have created it between our check and our write lock.
@@ -376,7 +394,23 @@ class AnnotationStore:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise RuntimeError(f"AnnotationStore(path={self._path!r}) is closed; open a new one.")
+        if self._pid != os.getpid():
+            self._reconnect_after_fork()
         return self._conn
+
+    def _reconnect_after_fork(self) -> None:
+        """A SQLite connection must not cross ``fork()``: give the child process its own."""
+        if self._path == _MEMORY:
+            raise RuntimeError(
+                "An in-memory AnnotationStore cannot be used in a forked child process (its data stays in "
+                "the parent); use AnnotationStore(path='labels.db', ...) to share a store between processes."
+            )
+        # Keep the inherited connection referenced and unused: closing it in the child could disturb
+        # the parent's locks on the file.
+        _INHERITED_CONNECTIONS.append(self._conn)
+        self._conn = self._connect()
+        self._pid = os.getpid()
+        self._cache = None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -409,7 +443,10 @@ class AnnotationStore:
         """Close the database connection (idempotent). Committed data is already on disk."""
         with self._lock:
             if self._conn is not None:
-                self._conn.close()
+                if self._pid == os.getpid():
+                    self._conn.close()
+                else:  # inherited through fork(): the parent still uses it
+                    _INHERITED_CONNECTIONS.append(self._conn)
                 self._conn = None
                 self._cache = None
 
@@ -468,14 +505,39 @@ class AnnotationStore:
 
     @staticmethod
     def _check_text(value: Any, name: str, where: str, *, allow_empty: bool = False) -> str:
+        if type(value) is str and value:
+            return value
         if not isinstance(value, str) or (not value and not allow_empty):
             raise TypeError(
                 f"{where}: {name} must be a non-empty string, got {value!r}; e.g. {name}=str(value)."
             )
         return value
 
-    def _row_from_annotation(self, ann: Any, i: int, correction: bool) -> _Row:
-        where = f"annotations[{i}]"
+    def _row_from_annotation(self, ann: Any, i: int, correction: bool, prefix: str = "annotations") -> _Row:
+        # Fast path for the common case (plain ints and strings in range): no message formatting.
+        if type(ann) is Annotation:
+            e, a, label, round_, source, req = (
+                ann.example_id,
+                ann.annotator_id,
+                ann.label,
+                ann.round,
+                ann.source,
+                ann.request_id,
+            )
+            if (
+                type(e) is int
+                and 0 <= e < self.num_examples
+                and type(label) is int
+                and 0 <= label < self.num_classes
+                and type(a) is str
+                and a
+                and type(source) is str
+                and source
+                and (round_ is None or type(round_) is int)
+                and (req is None or type(req) is str)
+            ):
+                return _Row(e, a, label, round_, source, req or "", None, correction)
+        where = f"{prefix}[{i}]"
         if not isinstance(ann, Annotation):
             raise TypeError(f"{where} must be an Annotation, got {type(ann).__name__}: {ann!r}.")
         round_ = None if ann.round is None else _int_arg(ann.round, f"{where} round")
@@ -629,7 +691,10 @@ class AnnotationStore:
             raise TypeError(
                 f"response must be an OracleResponse, got {type(response).__name__}: {response!r}."
             )
-        rows = [self._row_from_annotation(a, i, bool(correction)) for i, a in enumerate(response.annotations)]
+        rows = [
+            self._row_from_annotation(a, i, bool(correction), "response.annotations")
+            for i, a in enumerate(response.annotations)
+        ]
         exhausted = self._request_ids(response.exhausted, "response.exhausted")
         with self._transaction() as conn:
             added = self._insert_rows(conn, rows, describe=lambda i: f"response.annotations[{i}]")
@@ -683,9 +748,7 @@ class AnnotationStore:
             seen.add(e)
             if req.kind not in _REQUEST_KINDS:
                 raise ValueError(f"{where}.kind must be one of {_REQUEST_KINDS}, got {req.kind!r}.")
-            score = float(req.score)
-            if math.isnan(score):
-                raise ValueError(f"{where}.score is NaN (example {e}); scores must be numbers.")
+            score = float(req.score)  # NaN (no score) is stored as NULL
             existing = tuple(req.existing_annotators)
             for a in existing:
                 self._check_text(a, "existing_annotators item", where)
@@ -783,7 +846,13 @@ class AnnotationStore:
                 .fetchall()
             )
         return [
-            LabelRequest(example_id=e, score=s, kind=k, round=r, existing_annotators=tuple(json.loads(x)))
+            LabelRequest(
+                example_id=e,
+                score=math.nan if s is None else s,
+                kind=k,
+                round=r,
+                existing_annotators=tuple(json.loads(x)),
+            )
             for e, s, k, r, x in rows
         ]
 
@@ -1204,8 +1273,10 @@ class AnnotationStore:
                 datasets stored as ``item_index, annotator_id, label, ...``.
             annotator_col: Column with the annotator id (numbers are read as strings).
             label_col: Column with the label, a class index or a class name.
-            label_format: ``"index"``, ``"name"`` or ``"auto"`` (a class name if it is one, else an
-                index; a value that is both, differently, is an error).
+            label_format: ``"index"``, ``"name"`` or ``"auto"``: an index if the row has a
+                ``class_name`` (as exported; the name must then match this store's class of that
+                index), else a class name if it is one, else an index (a value that is both,
+                differently, is an error).
             source: The ``source`` of rows that carry none.
             correction: Store a further label by an annotator who already labeled the example as a
                 correction instead of failing (rows with ``is_correction=1`` always are).
@@ -1263,11 +1334,22 @@ class AnnotationStore:
             is_corr = str(raw_corr).strip().lower() in ("1", "true") if raw_corr not in (None, "") else False
             request_id = record.get("request_id")
             created_at = record.get("created_at")
+            class_name = record.get("class_name")
+            has_name = class_name not in (None, "")
+            # An exported file gives both: its `label` is the index, and `class_name` double-checks it.
+            row_format = "index" if has_name and label_format == "auto" else label_format
+            label = self._parse_label(record[label_col], row_format, where)
+            if has_name and row_format == "index" and class_name != self.class_names[label]:
+                raise ValueError(
+                    f"{where}: the row says label {record[label_col]!r} is class {class_name!r}, but class "
+                    f"{label} of this store is {self.class_names[label]!r} (class_names="
+                    f"{list(self.class_names)!r}); the file comes from a store with another class list."
+                )
             rows.append(
                 _Row(
                     example_id=self._check_example_id(example, where),
                     annotator_id=annotator,
-                    label=self._parse_label(record[label_col], label_format, where),
+                    label=label,
                     round=round_,
                     source=str(record.get("source") or source),
                     request_id="" if request_id is None else str(request_id),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 import pickle
 import sqlite3
 import threading
@@ -266,6 +267,14 @@ def test_begin_round_with_no_requests(store: AnnotationStore) -> None:
     assert store.round_record(0) == RoundRecord(0, 3, (), "requested")
 
 
+def test_requests_keep_infinite_and_missing_scores(store: AnnotationStore) -> None:
+    store.begin_round(
+        0, seed=3, requests=[LabelRequest(1, math.nan, "new", 0), LabelRequest(2, -math.inf, "new", 0)]
+    )
+    first, second = store.requests(0)
+    assert math.isnan(first.score) and second.score == -math.inf
+
+
 def test_bad_rounds_and_requests_leave_store_untouched(store: AnnotationStore) -> None:
     store.begin_round(0, seed=1, requests=reqs(0, [1]))
     before = snapshot(store)
@@ -284,11 +293,6 @@ def test_bad_rounds_and_requests_leave_store_untouched(store: AnnotationStore) -
             lambda: store.begin_round(1, seed=1, requests=reqs(1, [9])),
             ValueError,
             r"requests\[0\]: example_id 9 is outside 0..5",
-        ),
-        (
-            lambda: store.begin_round(1, seed=1, requests=[LabelRequest(1, math.nan, "new", 1)]),
-            ValueError,
-            "score is NaN",
         ),
         (
             lambda: store.begin_round(1, seed=1, requests=[LabelRequest(1, 0.0, "more", 1)]),
@@ -769,3 +773,61 @@ def test_label_matrix_matches_a_reference_dictionary(case) -> None:
     for e, _ in reference:
         counts[e] += 1
     assert torch.equal(store.label_counts(), counts)
+
+
+def test_export_import_between_stores_checks_the_class_list(tmp_path: Path) -> None:
+    numeric = AnnotationStore(num_examples=3, class_names=["1", "2", "3"])
+    numeric.add_annotations([A(0, "a", 0), A(1, "a", 2)])
+    path = tmp_path / "numeric.csv"
+    numeric.export_annotations(path)
+    again = AnnotationStore(num_examples=3, class_names=["1", "2", "3"])
+    assert again.import_annotations(path) == 2  # `label` is the index: no ambiguity with the names
+    assert again.label_matrix()[0].tolist() == [[0.0], [2.0]]
+    reordered = AnnotationStore(num_examples=3, class_names=["3", "2", "1"])
+    with pytest.raises(
+        ValueError,
+        match=r"numeric.csv:2: the row says label '0' is class '1', but class 0 of this store is '3' "
+        r"\(class_names=\['3', '2', '1'\]\); the file comes from a store with another class list",
+    ):
+        reordered.import_annotations(path)
+    assert len(reordered) == 0
+    assert reordered.import_annotations(path, label_format="name", label_col="class_name") == 2
+    assert reordered.label_matrix()[0].tolist() == [[2.0], [0.0]]
+
+
+def test_directory_is_not_a_store(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"is a directory; give a file path such as .*/labels.db"):
+        AnnotationStore(tmp_path, num_examples=3, class_names=CLASSES)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_forked_child_gets_its_own_connection(tmp_path: Path) -> None:
+    s = AnnotationStore(tmp_path / "labels.db", num_examples=6, class_names=CLASSES)
+    fill(s)
+    pid = os.fork()
+    if pid == 0:  # child: write through the inherited store object, then leave without cleanup
+        code = 1
+        try:
+            s.add_annotations([A(1, "child", 2)])
+            s.close()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert s.label_matrix([1])[1] == ["child"]  # the parent's connection still works
+    s.add_annotations([A(4, "parent", 0)])
+    assert len(s) == 8
+    memory = AnnotationStore(num_examples=2, class_names=CLASSES)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            memory.add_annotations([A(1, "child", 2)])
+        except RuntimeError as err:
+            code = 0 if "cannot be used in a forked child process" in str(err) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -1,0 +1,364 @@
+"""``ActiveLearningLoop``: rounds of train → acquire, a fresh ``Trainer`` per round, resumable.
+
+The loop is the only place that builds Trainers. Each round it
+
+1. seeds everything from ``(seed, round)`` (a resumed round trains exactly as the original);
+2. builds a fresh model (the initial weights again, unless ``warm_start``) and a fresh ``Trainer``
+   (a fitted Trainer silently refuses to train again; user callbacks are copied per round, loggers
+   are reused so W&B stays one run);
+3. fits it; the :class:`~activelab_lightning.callback.ActiveLabCallback` acquires in
+   ``on_train_end`` (predict → score → select → oracle → store → refresh → report);
+4. optionally tests it (``trainer.test``) and records a history row.
+
+**In-sample vs out-of-sample.** ActiveLab assumes the labeled pool's ``pred_probs`` are
+out-of-sample. By default the model that was just trained on the labeled pool predicts it
+(in-sample: one fit per round, but over-confident on its training rows, which makes re-labels look
+less needed than they are). ``cv_folds=K`` follows the paper: ``K`` extra fold models, each trained
+without one (stratified, seeded) fold, predict their held-out fold; those out-of-fold probabilities
+score the labeled pool while the model trained on everything scores the unlabeled pool and is
+tested. ``K + 1`` fits per round. For ensemble strategies (``activelab_ensemble``,
+``disagreement``) the ``K`` fold models are the ensemble (each member's labeled predictions are
+out-of-sample on its own held-out fold only).
+
+**Resume.** The store is the source of truth: ``run()`` starts at
+``store.last_completed_round() + 1``; a round that was begun but not completed (crash, or human
+labels still missing) is finished first — its pending requests are asked again, never selected
+anew. The loop stops after ``rounds`` rounds in the store or when ``budget`` label requests were made
+(the last round is cut to the remaining budget).
+
+Example::
+
+    >>> loop = ActiveLearningLoop(model, datamodule, ActiveLabCallback(oracle, query_size=100),
+    ...                           trainer_kwargs={"max_epochs": 20}, rounds=5)  # doctest: +SKIP
+    >>> history = loop.run()                                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+
+from activelab_lightning.callback import ActiveLabCallback
+from activelab_lightning.selection import get_strategy, round_seed
+
+__all__ = ["ActiveLearningLoop"]
+
+ModelSource = pl.LightningModule | Callable[[], pl.LightningModule]
+
+_DEFAULT_TRAINER_KWARGS: dict[str, Any] = {
+    "max_epochs": 10,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+    "logger": False,
+}
+
+
+class ActiveLearningLoop:
+    """Run active-learning rounds: fit, acquire, (test), repeat — resumable from the store.
+
+    Args:
+        model: A ``LightningModule`` (its initial weights are restored every round unless
+            ``warm_start``) or a zero-argument factory returning a new one.
+        datamodule: An :class:`~activelab_lightning.datamodule.ActiveDataModule`.
+        callback: The :class:`~activelab_lightning.callback.ActiveLabCallback` (kept across rounds).
+        trainer_kwargs: ``Trainer`` arguments for every round (``callbacks`` are deep-copied per
+            round). Defaults: ``max_epochs=10``, no checkpointing, progress bar, model summary or logger.
+        rounds: Total number of acquisition rounds in the store at which to stop.
+        budget: Stop once this many label requests were made in total (all rounds, resumed runs
+            included); the last round's ``query_size`` is cut to what remains.
+        warm_start: Continue from the previous round's weights instead of the initial ones.
+        cv_folds: ``K >= 2``: out-of-fold labeled ``pred_probs`` from ``K`` fold models (see above).
+        test_each_round: Call ``trainer.test`` after each round if the datamodule has test data.
+        seed: Base seed; round ``r`` is seeded with ``round_seed(seed, r)``.
+        loggers: Lightning loggers reused by every round's Trainer (one W&B run for all rounds).
+
+    Attributes:
+        history: One dict per round run by this loop: ``round``, ``num_annotations``,
+            ``num_labeled``, ``consensus_accuracy``, ``test`` metrics, ``seconds``...
+    """
+
+    def __init__(
+        self,
+        model: ModelSource,
+        datamodule: Any,
+        callback: ActiveLabCallback,
+        *,
+        trainer_kwargs: dict[str, Any] | None = None,
+        rounds: int = 10,
+        budget: int | None = None,
+        warm_start: bool = False,
+        cv_folds: int | None = None,
+        test_each_round: bool = True,
+        seed: int = 0,
+        loggers: Sequence[Any] | Any | None = None,
+    ) -> None:
+        if not isinstance(callback, ActiveLabCallback):
+            raise TypeError(
+                f"ActiveLearningLoop(callback={type(callback).__name__}): pass an ActiveLabCallback."
+            )
+        if callback.every_n_epochs is not None:
+            raise ValueError(
+                f"ActiveLearningLoop runs one acquisition per round, but the callback has "
+                f"every_n_epochs={callback.every_n_epochs} (continuous mode). Use ActiveLabCallback(every_n_epochs=None) "
+                f"here, or a plain Trainer for continuous mode."
+            )
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+            raise ValueError(f"ActiveLearningLoop(rounds={rounds!r}): must be an int >= 0.")
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):
+            raise ValueError(f"ActiveLearningLoop(budget={budget!r}): must be None or an int >= 0 (label requests).")
+        if cv_folds is not None and (isinstance(cv_folds, bool) or not isinstance(cv_folds, int) or cv_folds < 2):
+            raise ValueError(f"ActiveLearningLoop(cv_folds={cv_folds!r}): must be None (in-sample) or an int >= 2.")
+        if isinstance(model, pl.LightningModule):
+            self._template: pl.LightningModule | None = copy.deepcopy(model)
+            self._factory: Callable[[], pl.LightningModule] | None = None
+        elif callable(model):
+            self._template, self._factory = None, model
+        else:
+            raise TypeError(
+                f"ActiveLearningLoop(model={type(model).__name__}): pass a LightningModule or a zero-argument "
+                f"factory returning one."
+            )
+        kwargs = dict(trainer_kwargs or {})
+        if "callbacks" in kwargs and kwargs["callbacks"] is not None and not isinstance(kwargs["callbacks"], (list, tuple)):
+            kwargs["callbacks"] = [kwargs["callbacks"]]
+        if any(isinstance(c, ActiveLabCallback) for c in kwargs.get("callbacks") or []):
+            raise ValueError(
+                "ActiveLearningLoop(trainer_kwargs={'callbacks': [...]}) must not contain an ActiveLabCallback; "
+                "pass it as `callback=` (the loop adds it to every round's Trainer)."
+            )
+        self.model = model
+        self.datamodule = datamodule
+        self.callback = callback
+        self.trainer_kwargs = kwargs
+        self.rounds = rounds
+        self.budget = budget
+        self.warm_start = warm_start
+        self.cv_folds = cv_folds
+        self.test_each_round = test_each_round
+        self.seed = int(seed)
+        self.loggers = loggers
+        self.history: list[dict[str, Any]] = []
+        self._current: pl.LightningModule | None = None
+
+    # ------------------------------------------------------------------ public
+    @property
+    def store(self) -> Any:
+        return self.datamodule.store
+
+    def requests_made(self) -> int:
+        """Label requests recorded in the store over all rounds (what ``budget`` counts)."""
+        return sum(len(self.store.requests(rec.round)) for rec in self.store.rounds())
+
+    def run(self) -> list[dict[str, Any]]:
+        """Run (or resume) rounds until ``rounds`` or ``budget`` is reached.
+
+        Returns:
+            :attr:`history` (the rounds run by this call and earlier calls of this loop).
+
+        Raises:
+            WaitingForLabels: A human oracle has not answered yet; re-run later to continue.
+        """
+        self.callback.restore(self.datamodule)
+        while True:
+            r = self._next_round()
+            if r >= self.rounds:
+                break
+            in_flight = self.store.round_record(r) is not None
+            if self.budget is not None and not in_flight:
+                remaining = self.budget - self.requests_made()
+                if remaining <= 0:
+                    break
+                self.callback.limit_next_query_size(remaining)
+            self._run_round(r)
+            if self._next_round() <= r:  # the round did not complete (should have raised WaitingForLabels)
+                raise RuntimeError(f"Round {r} did not complete; check the oracle's pending requests.")
+        return self.history
+
+    # ------------------------------------------------------------------ one round
+    def _run_round(self, r: int) -> None:
+        started = time.perf_counter()
+        pl.seed_everything(round_seed(self.seed, r) % (2**32), workers=True, verbose=False)
+        module = self._fresh_model(r)
+        if self.cv_folds is not None and self.store.round_record(r) is None:
+            self._cross_validate(r)
+        trainer = self._trainer(extra_callbacks=[self.callback])
+        trainer.fit(module, datamodule=self.datamodule)
+        test_metrics: dict[str, float] = {}
+        if self.test_each_round and self._has_test_data():
+            results = trainer.test(module, datamodule=self.datamodule, verbose=False)
+            for result in results:
+                test_metrics.update({k: float(v) for k, v in result.items()})
+        self._current = module
+        self._save_model(r, module)
+        last = self.callback.history[-1] if self.callback.history else {}
+        row = {
+            "round": r,
+            "num_annotations": len(self.store),
+            "num_labeled": int(torch.as_tensor(self.datamodule.labeled_ids).numel()),
+            "num_requests": last.get("num_requests"),
+            "num_new": last.get("num_new"),
+            "num_relabel": last.get("num_relabel"),
+            "consensus_accuracy": last.get("consensus_accuracy"),
+            "test": test_metrics,
+            "resumed": last.get("resumed", False),
+            "seconds": time.perf_counter() - started,
+        }
+        self.history = [h for h in self.history if h["round"] != r] + [row]
+
+    def _next_round(self) -> int:
+        in_flight = [rec.round for rec in self.store.rounds() if rec.status != "completed"]
+        return in_flight[0] if in_flight else self.store.last_completed_round() + 1
+
+    def _trainer(self, *, extra_callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
+        kwargs = {**_DEFAULT_TRAINER_KWARGS, **self.trainer_kwargs}
+        user_callbacks = [copy.deepcopy(c) for c in kwargs.pop("callbacks", None) or []]
+        if self.loggers is not None:
+            kwargs["logger"] = self.loggers
+        return pl.Trainer(callbacks=[*user_callbacks, *extra_callbacks], **kwargs)
+
+    def _fresh_model(self, r: int) -> pl.LightningModule:
+        if self.warm_start:
+            if self._current is not None:
+                return self._current
+            saved = self._load_model(r - 1)
+            module = self._new_model()
+            if saved is not None:
+                module.load_state_dict(saved)
+            return module
+        return self._new_model()
+
+    def _new_model(self) -> pl.LightningModule:
+        if self._factory is not None:
+            module = self._factory()
+            if not isinstance(module, pl.LightningModule):
+                raise TypeError(
+                    f"ActiveLearningLoop: the model factory returned {type(module).__name__}, not a LightningModule."
+                )
+            return module
+        assert self._template is not None
+        return copy.deepcopy(self._template)
+
+    def _has_test_data(self) -> bool:
+        if getattr(self.datamodule, "test_dataset", None) is not None:
+            return True
+        return False
+
+    # ------------------------------------------------------------------ K-fold out-of-sample probabilities
+    def _cross_validate(self, r: int) -> None:
+        """Train ``cv_folds`` fold models; hand their out-of-fold predictions to the callback."""
+        from activelab_lightning.predictions import collect_predictions
+
+        dm = self.datamodule
+        labeled = torch.as_tensor(dm.labeled_ids, dtype=torch.int64)
+        k = self.cv_folds
+        assert k is not None
+        if labeled.numel() < k:
+            return  # too few labeled examples to fold: in-sample this round
+        folds = _stratified_folds(
+            torch.as_tensor(dm.consensus_labels, dtype=torch.int64), k, seed=round_seed(self.seed, r)
+        )
+        num_classes = self.store.num_classes
+        oof = torch.zeros(labeled.numel(), num_classes, dtype=torch.float64)
+        members: list[pl.LightningModule] = []
+        member_probs: list[torch.Tensor] = []
+        ensemble = get_strategy(self.callback.strategy).input == "ensemble"
+        for fold in range(k):
+            held_out = folds == fold
+            module = self._new_model()
+            trainer = self._trainer()
+            trainer.fit(module, datamodule=_FoldData(dm, torch.nonzero(~held_out).flatten()))
+            _, probs = collect_predictions(
+                trainer, module, dm, labeled[held_out], predict_fn=self.callback.predict_fn, num_classes=num_classes
+            )
+            oof[held_out] = probs
+            if ensemble:
+                _, all_probs = collect_predictions(
+                    trainer, module, dm, labeled, predict_fn=self.callback.predict_fn, num_classes=num_classes
+                )
+                all_probs[held_out] = probs
+                members.append(module)
+                member_probs.append(all_probs)
+        self.callback.use_predictions(
+            labeled_pred_probs=oof,
+            labeled_ensemble_pred_probs=torch.stack(member_probs) if ensemble else None,
+            ensemble=members if ensemble else None,
+        )
+
+    # ------------------------------------------------------------------ warm-start weights (resume)
+    def _model_path(self, r: int) -> Path | None:
+        path = getattr(self.store, "path", ":memory:")
+        if not self.warm_start or path == ":memory:" or r < 0:
+            return None
+        return Path(path).with_name(Path(path).name + ".activelab") / f"round-{r:05d}-model.pt"
+
+    def _save_model(self, r: int, module: pl.LightningModule) -> None:
+        path = self._model_path(r)
+        if path is None or rank_zero_only.rank != 0:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
+        os.replace(tmp, path)
+
+    def _load_model(self, r: int) -> dict[str, torch.Tensor] | None:
+        path = self._model_path(r)
+        if path is None or not path.exists():
+            return None
+        return torch.load(path, weights_only=True)
+
+
+class _FoldItems(torch.utils.data.Dataset):
+    """Item ``i``: the model input of labeled example ``ids[i]`` and its consensus target."""
+
+    def __init__(self, datamodule: Any, positions: torch.Tensor) -> None:
+        labeled = torch.as_tensor(datamodule.labeled_ids, dtype=torch.int64)
+        self.ids = labeled[positions].tolist()
+        self.targets = torch.as_tensor(datamodule.targets)[positions]
+        self.dataset, self.input_fn = datamodule.dataset, datamodule.input_fn
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[Any, torch.Tensor]:
+        return self.input_fn(self.dataset[self.ids[i]]), self.targets[i]
+
+
+class _FoldData(pl.LightningDataModule):
+    """The training data of one CV fold: a subset of an ``ActiveDataModule``'s labeled pool, with
+    its consensus targets and its ``batch_fn`` batch format."""
+
+    def __init__(self, datamodule: Any, positions: torch.Tensor) -> None:
+        super().__init__()
+        self.items = _FoldItems(datamodule, positions)
+        self.batch_size = int(datamodule.batch_size)
+        self.batch_fn = datamodule.batch_fn
+
+    def _collate(self, items: list[tuple[Any, torch.Tensor]]) -> Any:
+        x = torch.utils.data.default_collate([item[0] for item in items])
+        return self.batch_fn(x, torch.stack([item[1] for item in items]))
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            self.items, batch_size=self.batch_size, shuffle=True, collate_fn=self._collate
+        )
+
+
+def _stratified_folds(labels: torch.Tensor, k: int, *, seed: int) -> torch.Tensor:
+    """Fold index in ``0..k-1`` per row: rows of each class shuffled (seeded) and dealt round-robin."""
+    generator = torch.Generator().manual_seed(seed % (2**63))
+    folds = torch.empty(labels.numel(), dtype=torch.int64)
+    offset = 0
+    for cls in torch.unique(labels).tolist():
+        rows = torch.nonzero(labels == cls).flatten()
+        rows = rows[torch.randperm(rows.numel(), generator=generator)]
+        folds[rows] = (torch.arange(rows.numel()) + offset) % k
+        offset += rows.numel()
+    return folds

@@ -2,8 +2,10 @@
 
 Every function returns one float64 score per example on the same scale as ActiveLab:
 **lower = label next**, so labeled and unlabeled examples can be ranked together and the
-lowest-``k`` chosen. Inputs may be torch tensors (any device; the result stays there) or numpy
-arrays (the result is a CPU tensor).
+lowest-``k`` chosen. Inputs may be torch tensors (any device; the result stays there), numpy
+arrays or nested lists (the result is a CPU tensor); they are checked by the package's shared
+validation (:mod:`activelab_lightning.scoring._validation`), so bad input fails with the same
+messages as the ActiveLab functions.
 
 =====================================  =================================================  ==============
 function                               score                                              range
@@ -23,10 +25,12 @@ label counts); they are the "model-only" baselines that ActiveLab is compared ag
 from __future__ import annotations
 
 import math
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 import torch
+
+from ._validation import ArrayLike, as_probabilities, as_tensor, make_generator
 
 __all__ = [
     "random_scores",
@@ -37,93 +41,53 @@ __all__ = [
     "disagreement_scores",
 ]
 
-ArrayLike = Union[torch.Tensor, np.ndarray]
 DisagreementMeasure = Literal["cross_entropy", "kl"]
 
-#: How far a row of ``pred_probs`` may be from summing to 1 (covers float32 softmax outputs).
-_ROW_SUM_ATOL = 1e-4
 #: Clip applied to each member's probabilities inside the paper's soft cross-entropy.
 _PAPER_MIN_PROB = 1e-6
 _DISAGREEMENT_MEASURES = ("cross_entropy", "kl")
 
 
 # --------------------------------------------------------------------------- validation helpers
-def _as_float64(value: object, name: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        tensor = value
-    elif isinstance(value, np.ndarray):
-        tensor = torch.from_numpy(np.ascontiguousarray(value))
-    else:
-        raise TypeError(
-            f"Expected `{name}` to be a torch.Tensor or a numpy.ndarray, but got {type(value).__name__}. "
-            f"Wrap it with `torch.as_tensor(...)` first."
-        )
-    if tensor.dtype == torch.bool or tensor.is_complex():
-        raise TypeError(f"Expected `{name}` to hold real numbers, but got dtype {tensor.dtype}.")
-    return tensor.to(torch.float64)
-
-
-def _check_probabilities(probs: torch.Tensor, name: str) -> None:
-    """Check finite entries in [0, 1] whose last axis sums to 1; ``probs`` is float64."""
-    if probs.numel() == 0:
-        return
-    if not bool(torch.isfinite(probs).all()):
-        bad = int((~torch.isfinite(probs)).sum())
-        raise ValueError(
-            f"Expected `{name}` to hold finite probabilities, but it has {bad} NaN/inf entries. "
-            f"Check the model outputs (a diverged model or a missing prediction)."
-        )
-    low, high = float(probs.min()), float(probs.max())
-    row_sums = probs.sum(dim=-1)
-    worst = float((row_sums - 1.0).abs().max())
-    if low < 0.0 or high > 1.0 or worst > _ROW_SUM_ATOL:
-        raise ValueError(
-            f"Expected the rows of `{name}` to be probability distributions (entries in [0, 1] summing "
-            f"to 1), but got entries in [{low:.4g}, {high:.4g}] and row sums off by up to {worst:.3g}. "
-            f"Did you pass logits? Apply `torch.softmax(logits, dim=-1)` first."
-        )
-
-
-def _pred_probs_matrix(pred_probs: ArrayLike, name: str = "pred_probs", *, min_classes: int = 1) -> torch.Tensor:
-    probs = _as_float64(pred_probs, name)
-    if probs.ndim != 2:
-        raise ValueError(
-            f"Expected `{name}` to have shape (N, K), but got shape {tuple(probs.shape)}. "
-            f"Pass one row of class probabilities per example"
-            + (" (use `disagreement_scores` for a (P, N, K) ensemble)." if probs.ndim == 3 else ".")
-        )
-    if probs.shape[1] < min_classes:
-        raise ValueError(
-            f"Expected `{name}` to have at least {min_classes} classes (columns), but got shape "
-            f"{tuple(probs.shape)}."
-        )
-    _check_probabilities(probs, name)
-    return probs
+def _probabilities(x: ArrayLike, name: str, *, ndim: int) -> torch.Tensor:
+    """Float64 probabilities of shape ``(N, K)`` / ``(P, N, K)`` via the package's shared checks."""
+    t = as_tensor(x, name)
+    if t.ndim != ndim:
+        want = "(N, K)" if ndim == 2 else "(P, N, K)"
+        if ndim == 2 and t.ndim == 3:
+            hint = " For a (P, N, K) ensemble use `disagreement_scores`."
+        elif ndim == 3 and t.ndim == 2:
+            hint = " For a single model use `entropy_scores`, or add a leading axis: `pred_probs[None]`."
+        else:
+            hint = " Pass one row of class probabilities per example."
+        raise ValueError(f"{name} must have shape {want}, got shape {tuple(t.shape)}.{hint}")
+    return as_probabilities(t, name, ndim=ndim, allow_empty=True, dtype=torch.float64)
 
 
 def _check_generator(generator: object) -> torch.Generator:
-    if not isinstance(generator, torch.Generator):
+    if isinstance(generator, bool) or not isinstance(generator, (torch.Generator, int)):
         raise TypeError(
-            f"Expected `generator` to be a torch.Generator, but got {type(generator).__name__}. "
-            f"Pass `torch.Generator().manual_seed(seed)`; the global RNG is never used."
+            f"generator must be a torch.Generator or an int seed, got {type(generator).__name__}. "
+            f"Pass `torch.Generator().manual_seed(seed)` (or the seed); the global RNG is never used."
         )
-    return generator
+    return make_generator(generator)
 
 
 # --------------------------------------------------------------------------- random baselines
-def random_scores(num_examples: int, *, generator: torch.Generator) -> torch.Tensor:
+def random_scores(num_examples: int, *, generator: torch.Generator | int) -> torch.Tensor:
     """Uniform random scores: the ``random`` baseline (every example equally likely to be chosen).
 
     Args:
         num_examples: Number of examples ``N`` to score (labeled and unlabeled alike).
-        generator: Seeded generator the draws come from (never the global RNG); the scores are
-            created on its device.
+        generator: Seeded generator the draws come from, or an int seed for a fresh CPU one (never
+            the global RNG); the scores are created on the generator's device.
 
     Returns:
         Tensor of shape ``(N,)``, float64, i.i.d. ``U(0, 1)``.
 
     Raises:
-        TypeError: If ``num_examples`` is not an int or ``generator`` is not a ``torch.Generator``.
+        TypeError: If ``num_examples`` is not an int or ``generator`` is neither a
+            ``torch.Generator`` nor an int.
         ValueError: If ``num_examples`` is negative.
 
     Example::
@@ -136,14 +100,14 @@ def random_scores(num_examples: int, *, generator: torch.Generator) -> torch.Ten
         True
     """
     if isinstance(num_examples, bool) or not isinstance(num_examples, (int, np.integer)):
-        raise TypeError(f"Expected `num_examples` to be an int, but got {type(num_examples).__name__}.")
+        raise TypeError(f"num_examples must be an int, got {type(num_examples).__name__}.")
     if num_examples < 0:
-        raise ValueError(f"Expected `num_examples` to be >= 0, but got {num_examples}.")
+        raise ValueError(f"num_examples must be >= 0, got {num_examples}.")
     generator = _check_generator(generator)
     return torch.rand(int(num_examples), generator=generator, dtype=torch.float64, device=generator.device)
 
 
-def good_random_scores(num_annotations: ArrayLike, *, generator: torch.Generator) -> torch.Tensor:
+def good_random_scores(num_annotations: ArrayLike, *, generator: torch.Generator | int) -> torch.Tensor:
     """Random scores that prefer examples with few labels: the paper's ``good_random`` baseline.
 
     ``score_i = U_i + num_annotations_i`` with ``U_i ~ U(0, 1)``: every unlabeled example
@@ -153,7 +117,8 @@ def good_random_scores(num_annotations: ArrayLike, *, generator: torch.Generator
     Args:
         num_annotations: Shape ``(N,)``: how many labels each example already has (0 for an
             unlabeled example). Integer or integral float values, numpy or torch.
-        generator: Seeded generator the draws come from (never the global RNG).
+        generator: Seeded generator the draws come from, or an int seed for a fresh CPU one (never
+            the global RNG).
 
     Returns:
         Tensor of shape ``(N,)``, float64, on the device of ``num_annotations``.
@@ -170,17 +135,17 @@ def good_random_scores(num_annotations: ArrayLike, *, generator: torch.Generator
         >>> scores.argsort().tolist()
         [1, 2, 0]
     """
-    counts = _as_float64(num_annotations, "num_annotations")
+    counts = as_tensor(num_annotations, "num_annotations").to(torch.float64)
     if counts.ndim != 1:
         raise ValueError(
-            f"Expected `num_annotations` to have shape (N,), but got shape {tuple(counts.shape)}. "
-            f"For an (N, M) label matrix with NaN for missing, pass `(~labels.isnan()).sum(dim=1)`."
+            f"num_annotations must have shape (N,), got shape {tuple(counts.shape)}. For an (N, M) "
+            f"label matrix with NaN for missing, pass `(~labels.isnan()).sum(dim=1)`."
         )
-    if counts.numel() and not bool((torch.isfinite(counts) & (counts >= 0) & (counts == counts.round())).all()):
-        bad = counts[~(torch.isfinite(counts) & (counts >= 0) & (counts == counts.round()))]
+    valid = torch.isfinite(counts) & (counts >= 0) & (counts == counts.round())
+    if not bool(valid.all()):
         raise ValueError(
-            f"Expected `num_annotations` to hold non-negative label counts, but got values such as "
-            f"{bad[:5].tolist()}. Pass the number of labels per example, not the labels themselves."
+            f"num_annotations must hold non-negative integer label counts, got values such as "
+            f"{counts[~valid][:5].tolist()}. Pass the number of labels per example, not the labels."
         )
     generator = _check_generator(generator)
     noise = torch.rand(counts.shape[0], generator=generator, dtype=torch.float64, device=generator.device)
@@ -201,7 +166,7 @@ def entropy_scores(pred_probs: ArrayLike) -> torch.Tensor:
         Tensor of shape ``(N,)``, float64, in ``[-1, 0]``.
 
     Raises:
-        TypeError: If ``pred_probs`` is not a tensor / array.
+        TypeError: If ``pred_probs`` is not numeric (tensor, array or nested list).
         ValueError: If it is not ``(N, K)`` with ``K >= 2``, or its rows are not distributions.
 
     Example::
@@ -209,7 +174,7 @@ def entropy_scores(pred_probs: ArrayLike) -> torch.Tensor:
         >>> entropy_scores(torch.tensor([[0.5, 0.5], [1.0, 0.0]])).tolist()
         [-1.0, 0.0]
     """
-    probs = _pred_probs_matrix(pred_probs, min_classes=2)
+    probs = _probabilities(pred_probs, "pred_probs", ndim=2)
     return torch.special.xlogy(probs, probs).sum(dim=1) / math.log(probs.shape[1])
 
 
@@ -224,7 +189,7 @@ def least_confidence_scores(pred_probs: ArrayLike) -> torch.Tensor:
         prediction scores lowest.
 
     Raises:
-        TypeError: If ``pred_probs`` is not a tensor / array.
+        TypeError: If ``pred_probs`` is not numeric (tensor, array or nested list).
         ValueError: If it is not ``(N, K)`` or its rows are not distributions.
 
     Example::
@@ -232,7 +197,7 @@ def least_confidence_scores(pred_probs: ArrayLike) -> torch.Tensor:
         >>> least_confidence_scores(torch.tensor([[0.5, 0.25, 0.25], [0.75, 0.25, 0.0]])).tolist()
         [-0.5, -0.25]
     """
-    probs = _pred_probs_matrix(pred_probs)
+    probs = _probabilities(pred_probs, "pred_probs", ndim=2)
     return probs.amax(dim=1) - 1.0
 
 
@@ -249,7 +214,7 @@ def margin_scores(pred_probs: ArrayLike) -> torch.Tensor:
         Tensor of shape ``(N,)``, float64, in ``[0, 1]``.
 
     Raises:
-        TypeError: If ``pred_probs`` is not a tensor / array.
+        TypeError: If ``pred_probs`` is not numeric (tensor, array or nested list).
         ValueError: If it is not ``(N, K)`` with ``K >= 2``, or its rows are not distributions.
 
     Example::
@@ -257,7 +222,7 @@ def margin_scores(pred_probs: ArrayLike) -> torch.Tensor:
         >>> margin_scores(torch.tensor([[0.5, 0.25, 0.25], [0.75, 0.25, 0.0]])).tolist()
         [0.25, 0.5]
     """
-    probs = _pred_probs_matrix(pred_probs, min_classes=2)
+    probs = _probabilities(pred_probs, "pred_probs", ndim=2)
     top2 = probs.topk(2, dim=1).values
     return top2[:, 0] - top2[:, 1]
 
@@ -294,7 +259,7 @@ def disagreement_scores(
         Tensor of shape ``(N,)``, float64; lower = more committee uncertainty = label next.
 
     Raises:
-        TypeError: If ``pred_probs_ensemble`` is not a tensor / array.
+        TypeError: If ``pred_probs_ensemble`` is not numeric (tensor, array or nested list).
         ValueError: If it is not ``(P, N, K)`` with ``K >= 2``, its rows are not distributions,
             or ``measure`` is unknown.
 
@@ -307,21 +272,8 @@ def disagreement_scores(
         [0.0, -1.0]
     """
     if measure not in _DISAGREEMENT_MEASURES:
-        raise ValueError(
-            f"Expected `measure` to be one of {_DISAGREEMENT_MEASURES}, but got {measure!r}."
-        )
-    probs = _as_float64(pred_probs_ensemble, "pred_probs_ensemble")
-    if probs.ndim != 3 or probs.shape[0] < 1 or probs.shape[2] < 2:
-        hint = (
-            " For a single model use `entropy_scores`, or add a leading axis: `pred_probs[None]`."
-            if probs.ndim == 2
-            else ""
-        )
-        raise ValueError(
-            f"Expected `pred_probs_ensemble` to have shape (P, N, K) with P >= 1 models and K >= 2 "
-            f"classes, but got shape {tuple(probs.shape)}.{hint}"
-        )
-    _check_probabilities(probs, "pred_probs_ensemble")
+        raise ValueError(f"measure must be one of {_DISAGREEMENT_MEASURES!r}, got {measure!r}.")
+    probs = _probabilities(pred_probs_ensemble, "pred_probs_ensemble", ndim=3)
     log_k = math.log(probs.shape[2])
     mean = probs.mean(dim=0)  # (N, K)
     if measure == "cross_entropy":

@@ -37,7 +37,7 @@ import sqlite3
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -591,7 +591,9 @@ class AnnotationStore:
         with self._transaction() as conn:
             return self._insert_rows(conn, rows, describe=lambda i: f"annotations[{i}]")
 
-    def _insert_rows(self, conn: sqlite3.Connection, rows: Sequence[_Row], describe: Any) -> int:
+    def _insert_rows(
+        self, conn: sqlite3.Connection, rows: Sequence[_Row], describe: Callable[[int], str]
+    ) -> int:
         """Decide, for each row in order, skip / insert / conflict, then write (inside a transaction)."""
         if not rows:
             return 0
@@ -648,6 +650,13 @@ class AnnotationStore:
                     int(is_correction),
                 )
             )
+        # A request is answered by any row naming it, also one equal to a label already stored.
+        answered = sorted({r.request_id for r in rows if r.request_id})
+        conn.executemany(
+            "UPDATE requests SET status = 'answered', updated_at = ? WHERE request_id = ? "
+            "AND status != 'answered'",
+            [(now, req) for req in answered],
+        )
         if not to_write:
             return 0
         conn.executemany(
@@ -658,12 +667,6 @@ class AnnotationStore:
             "INSERT INTO annotations (example_id, annotator_id, label, round, source, request_id, "
             "created_at, is_correction) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             to_write,
-        )
-        answered = sorted({r[5] for r in to_write if r[5]})
-        conn.executemany(
-            "UPDATE requests SET status = 'answered', updated_at = ? WHERE request_id = ? "
-            "AND status != 'answered'",
-            [(now, req) for req in answered],
         )
         return len(to_write)
 
@@ -765,7 +768,7 @@ class AnnotationStore:
                         f"and {len(json.loads(found[1]))} selected ids; the new call (seed={seed_}, "
                         f"{len(selected)} ids) differs and is ignored. Resume from store.requests({round_}).",
                         UserWarning,
-                        stacklevel=3,
+                        stacklevel=2,
                     )
                 return
             conn.execute(

@@ -831,3 +831,12 @@ def test_forked_child_gets_its_own_connection(tmp_path: Path) -> None:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_request_is_answered_even_by_a_label_already_stored(store: AnnotationStore) -> None:
+    store.add_annotations([A(1, "alice", 2)])
+    store.begin_round(0, seed=0, requests=reqs(0, [1]))
+    # alice confirms her own label for the re-label request: nothing new to store, request answered
+    assert store.add_annotations([A(1, "alice", 2, round=0, request_id="r0:e1")], correction=True) == 0
+    assert store.request_status(0) == {"r0:e1": "answered"}
+    assert len(store) == 1

@@ -47,18 +47,26 @@ def test_sigkill_at_random_moments_leaves_only_whole_acknowledged_batches(tmp_pa
     next_batch = 0
     kills_while_writing = 0
     for kill in range(KILLS):
-        proc = subprocess.Popen(
-            [sys.executable, str(WRITER), str(db), str(next_batch), str(BATCH_SIZE), str(NUM_EXAMPLES)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        # Most kills land while batches are being committed; a few during start-up / store creation.
-        time.sleep(rng.uniform(0.0, 0.6) if kill % 5 == 0 else rng.uniform(0.25, 0.6))
+        log = tmp_path / f"writer-{kill}.err"
+        with log.open("w") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, str(WRITER), str(db), str(next_batch), str(BATCH_SIZE), str(NUM_EXAMPLES)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env=env,
+            )
+        if kill % 5 == 0:  # a kill at any moment, start-up and store creation included
+            time.sleep(rng.uniform(0.0, 0.5))
+            out = ""
+        else:  # a kill while batches are being committed, however slow the machine is to start Python
+            out = proc.stdout.readline()
+            time.sleep(rng.uniform(0.0, 0.4))
         proc.send_signal(signal.SIGKILL)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == -signal.SIGKILL, f"writer ended on its own: rc={proc.returncode}\n{err}"
+        out += proc.communicate(timeout=30)[0]
+        assert proc.returncode == -signal.SIGKILL, (
+            f"writer ended on its own: rc={proc.returncode}\n{log.read_text()}"
+        )
         new_acks = {int(line.split()[1]) for line in out.splitlines() if line.startswith("ack ")}
         kills_while_writing += bool(new_acks)
         acked |= new_acks
@@ -76,4 +84,8 @@ def test_sigkill_at_random_moments_leaves_only_whole_acknowledged_batches(tmp_pa
         next_batch = max(present, default=-1) + 1
 
     assert kills_while_writing >= KILLS // 2, f"only {kills_while_writing} kills hit a writing process"
+    with AnnotationStore(db) as store:
+        matrix, annotators = store.label_matrix()
+        assert len(annotators) == len(acked | present.keys())
+        assert int((~matrix.isnan()).sum()) == BATCH_SIZE * len(annotators)
     assert len(acked) >= KILLS, f"only {len(acked)} batches were acknowledged in {KILLS} runs"

@@ -56,7 +56,7 @@ from activelab_lightning.scoring.crowdlab import CrowdlabResult, crowdlab
 from activelab_lightning.scoring.majority_vote import majority_vote
 from activelab_lightning.store import AnnotationStore
 
-__all__ = ["ActiveDataModule", "default_input_fn", "default_batch_fn"]
+__all__ = ["ActiveDataModule", "default_batch_fn", "default_input_fn"]
 
 _STATE_FORMAT = 1
 #: Round of the :class:`LabelRequest` s sent to an oracle for the cold-start labels.
@@ -582,7 +582,7 @@ class ActiveDataModule(pl.LightningDataModule):
                 "initial_labels is an oracle: pass initial_labeled=n (a seeded random draw) or the ids to label."
             )
         ids = self._draw(initial_labeled, torch.arange(self.num_examples))
-        have = self.store.label_counts()[ids] > 0 if hasattr(self.store, "label_counts") else torch.zeros_like(ids, dtype=torch.bool)
+        have = self.store.label_counts()[ids] > 0  # a re-run does not ask again
         requests = [
             LabelRequest(example_id=i, score=float("nan"), kind="new", round=INITIAL_ROUND)
             for i in ids[~have].tolist()
@@ -738,7 +738,7 @@ class ActiveDataModule(pl.LightningDataModule):
         world, rank = self._world()
         seed = _mix_seed(self.seed, self._refresh_count)
         targets = self.targets
-        common = dict(num_workers=self.num_workers, pin_memory=self.pin_memory)
+        common: dict[str, Any] = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
         if self._source is not None:
             rows = self._labeled if self._source.index is None else self._source.index[self._labeled]
             data = _TrainBatches(self._source.inputs, rows, targets, self.batch_fn)
@@ -785,7 +785,7 @@ class ActiveDataModule(pl.LightningDataModule):
         bs = self.inference_batch_size if batch_size is None else batch_size
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-        common = dict(num_workers=self.num_workers, pin_memory=self.pin_memory)
+        common: dict[str, Any] = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
         if self._source is not None:
             rows = ids if self._source.index is None else self._source.index[ids]
             data = _PoolBatches(self._source.inputs, rows, ids)

@@ -37,11 +37,11 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor, nn
 
 __all__ = [
-    "PredictFn",
     "PoolSource",
-    "predict_proba_batches",
+    "PredictFn",
     "collect_predictions",
     "iter_predictions",
+    "predict_proba_batches",
     "shard_positions",
     "unshard_batch",
 ]

@@ -45,31 +45,31 @@ class TinyMLP(pl.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
-    def training_step(self, batch, batch_idx):  # noqa: ANN001, D102
+    def training_step(self, batch, batch_idx):
         x, y = batch[0], batch[1]
         self.train_targets.append(y.detach().cpu())
         self.num_train_batches += 1
         return F.cross_entropy(self(x), y)
 
-    def validation_step(self, batch, batch_idx):  # noqa: ANN001, D102
+    def validation_step(self, batch, batch_idx):
         x, y = batch[0], batch[1]
         acc = (self(x).argmax(-1) == y).float().mean()
         self.log("val/acc", acc, prog_bar=False)
         return acc
 
-    def test_step(self, batch, batch_idx):  # noqa: ANN001, D102
+    def test_step(self, batch, batch_idx):
         x, y = batch[0], batch[1]
         self.log("test/acc", (self(x).argmax(-1) == y).float().mean())
 
-    def configure_optimizers(self):  # noqa: D102
+    def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.lr)
 
 
 def fast_trainer(**kwargs) -> pl.Trainer:
     """A quiet CPU Trainer for tests (no logger, checkpoints, progress bar or model summary)."""
-    defaults = dict(
-        accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-    )
+    defaults = {
+        "accelerator": "cpu", "devices": 1, "max_epochs": 1, "logger": False, "enable_checkpointing": False,
+        "enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0,
+    }
     defaults.update(kwargs)
     return pl.Trainer(**defaults)

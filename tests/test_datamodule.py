@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import lightning.pytorch as pl
 import pytest
 import torch
+from _models import TinyMLP, fast_trainer, make_blobs
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from activelab_lightning.datamodule import ActiveDataModule, default_input_fn
@@ -16,8 +17,6 @@ from activelab_lightning.oracles import SimulatedOracle
 from activelab_lightning.records import Annotation, OracleResponse
 from activelab_lightning.scoring import crowdlab, majority_vote
 from activelab_lightning.store import AnnotationStore
-
-from _models import TinyMLP, fast_trainer, make_blobs
 
 N, K = 60, 3
 NAN = float("nan")
@@ -131,7 +130,7 @@ def test_refresh_with_probs_is_crowdlab_and_soft_targets_are_its_posterior(blobs
     assert dm.last_crowdlab is not None and dm.last_annotators == ["ann-0", "ann-1", "ann-2"]
     assert dm.last_crowdlab.model_weight == pytest.approx(ref.model_weight)
     assert torch.allclose(dm.soft_labels, ref.posterior.float())
-    xb, yb = next(iter(dm.train_dataloader()))
+    _, yb = next(iter(dm.train_dataloader()))
     assert yb.dtype == torch.float32 and yb.shape == (5, K) and torch.allclose(yb.sum(1), torch.ones(5))
     acc = dm.consensus_accuracy()
     assert acc == pytest.approx(float((ref.consensus_label == y[:24]).double().mean()))
@@ -212,7 +211,7 @@ def test_setup_rereads_a_store_changed_behind_its_back(blobs):
 def test_generic_dataset_path_equals_the_tensor_fast_path(blobs):
     x, y = blobs
     store = new_store()
-    kw = dict(batch_size=7, inference_batch_size=9, initial_labels=noisy_matrix(y), seed=5)
+    kw = {"batch_size": 7, "inference_batch_size": 9, "initial_labels": noisy_matrix(y), "seed": 5}
     fast = ActiveDataModule(TensorDataset(x, y), store, **kw)
     slow = ActiveDataModule(ListDataset(x, y), store, **kw)
     assert fast.uses_fast_path and not slow.uses_fast_path
@@ -226,12 +225,18 @@ def test_generic_dataset_path_equals_the_tensor_fast_path(blobs):
     other = ActiveDataModule(TensorDataset(x, y), store, **{**kw, "seed": 6})
     first_x = [torch.cat([b[0] for b in batches(d.train_dataloader())]) for d in (fast, other)]
     assert not torch.equal(*first_x) and torch.equal(first_x[0].sort(0).values, first_x[1].sort(0).values)
+    # Lightning calls set_epoch on the sampler every epoch: a new seeded order
+    loader = fast.train_dataloader()
+    epoch0 = torch.cat([b[0] for b in batches(loader)])
+    loader.sampler.set_epoch(1)
+    epoch1 = torch.cat([b[0] for b in batches(loader)])
+    assert not torch.equal(epoch0, epoch1) and torch.equal(epoch0.sort(0).values, epoch1.sort(0).values)
 
 
 def test_train_loader_shards_over_ranks_on_both_paths(blobs):
     x, y = blobs
     store = new_store()
-    kw = dict(batch_size=4, initial_labels=noisy_matrix(y, n_labeled=23))
+    kw = {"batch_size": 4, "initial_labels": noisy_matrix(y, n_labeled=23)}
     shards = {}
     for name, data in (("fast", TensorDataset(x, y)), ("slow", ListDataset(x, y))):
         per_rank = []
@@ -262,6 +267,7 @@ def test_subset_of_tensor_dataset_uses_the_fast_path_with_the_right_rows(blobs):
     xb, ids = next(iter(dm.labeled_pool_dataloader()))
     assert torch.equal(xb, x[[1, 5, 7]] + 100) and ids.tolist() == [1, 5, 7]
     xb, yb = next(iter(dm.train_dataloader()))
+    assert torch.equal(yb.sort().values, y[[1, 5, 7]].sort().values)
     assert torch.equal(xb.sort(0).values, (x[[1, 5, 7]] + 100).sort(0).values)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import math
 import threading
 from types import SimpleNamespace
 
 import pytest
 import torch
+from _models import TinyMLP, make_blobs
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -21,8 +23,6 @@ from activelab_lightning.predictions import (
     unshard_batch,
 )
 from activelab_lightning.store import AnnotationStore
-
-from _models import TinyMLP, make_blobs
 
 N, K = 23, 3
 
@@ -167,7 +167,7 @@ def test_bad_outputs_give_clear_errors(setup):
 
 
 def test_pool_without_ids_is_refused(setup):
-    x, dm, model = setup
+    x, _, model = setup
     no_ids = torch.utils.data.DataLoader(TensorDataset(x), batch_size=5)  # batches are [x]
     with pytest.raises(ValueError, match=r"pool batches must be \(inputs, example_ids\) pairs"):
         list(predict_proba_batches(model, no_ids))
@@ -211,7 +211,7 @@ def test_a_pool_loader_that_reorders_is_caught(setup):
 # ----------------------------------------------------------------------------- DDP logic
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
 def test_shards_are_equal_strided_and_cover_the_pool(world):
-    for n in range(0, 14):
+    for n in range(14):
         shards = [shard_positions(n, world, r) for r in range(world)]
         assert len({s.numel() for s in shards}) == 1
         assert shards[0].numel() == -(-n // world)
@@ -287,7 +287,7 @@ class FakeWorld:
 
 @pytest.mark.parametrize(("world", "bs"), [(2, 2), (2, 4), (3, 5)])
 def test_fake_ddp_world_gathers_by_id_with_padding_dropped(setup, monkeypatch, world, bs):
-    x, dm, model = setup
+    _, dm, model = setup
     fake = FakeWorld(world)
     monkeypatch.setattr(predictions, "_all_gather", fake.all_gather)
     ids = torch.cat([dm.unlabeled_ids, dm.labeled_ids[:3]]).flip(0)  # 17 ids, unsorted, odd
@@ -301,7 +301,7 @@ def test_fake_ddp_world_gathers_by_id_with_padding_dropped(setup, monkeypatch, w
         return full, streamed
 
     results = fake.run(rank_fn)
-    per_rank_batches = -(-(-(-ids.numel() // world)) // bs)
+    per_rank_batches = math.ceil(math.ceil(ids.numel() / world) / bs)
     assert fake.calls == 2 * per_rank_batches  # one gather per batch, for each of the two calls
     for (got_ids, probs), streamed in results:
         assert torch.equal(got_ids, single_ids)

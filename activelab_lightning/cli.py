@@ -207,7 +207,7 @@ def _check_model(model: Any, parts: Any) -> None:
     except Exception as err:
         raise ConfigError(
             f"model: {type(model).__name__} cannot take the data's inputs (one example has shape "
-            f"{tuple(parts.input_shape)}): {err}. Check model.init_args against the data."
+            f"{tuple(parts.input_shape)}): {str(err).rstrip('.')}. Check model.init_args against the data."
         ) from err
     finally:
         model.train(was)
@@ -334,7 +334,7 @@ def _status_command(args: argparse.Namespace) -> int:
     if log_path.is_file():
         log_rows = {r["round"]: r for r in read_round_log(log_path)}
     rounds = Table(title="rounds", title_justify="left")
-    for col in ("round", "status", "seed", "selected", "new", "relabel", "consensus acc", "test acc"):
+    for col in ("round", "status", "selected", "new", "re-label", "cons. acc", "test acc"):
         rounds.add_column(col, justify="right")
     for rec in store.rounds():
         row = log_rows.get(rec.round, {})
@@ -342,7 +342,7 @@ def _status_command(args: argparse.Namespace) -> int:
         def fmt(v: Any) -> str:
             return "–" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
-        rounds.add_row(str(rec.round), rec.status, str(rec.seed), str(len(rec.selected_ids)),
+        rounds.add_row(str(rec.round), rec.status, str(len(rec.selected_ids)),
                        fmt(row.get("num_new")), fmt(row.get("num_relabel")),
                        fmt(row.get("consensus_accuracy")), fmt(row.get("test_accuracy")))
     console.print(rounds)

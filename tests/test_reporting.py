@@ -293,3 +293,20 @@ def test_all_loggers_at_once_and_round_log(tmp_path, monkeypatch):
     assert json.loads(reporter.round_log.read_text().splitlines()[0])["strategy"] == "activelab"
     assert (Path(csv_logger.log_dir) / "metrics.csv").exists()
     assert _wandb_reader.find_run_file(tmp_path).exists()
+
+
+def test_log_evaluation_adds_test_metrics_to_the_round(tmp_path):
+    logged = []
+    fake_logger = type("L", (), {"log_metrics": lambda self, m, step=None: logged.append((step, m))})()
+    trainer = type("T", (), {"is_global_zero": True, "loggers": []})()
+    reporter = Reporter(tmp_path / "r.jsonl", console=False)
+    summary = RoundSummary(round=3, strategy="activelab", num_annotations=10, num_labeled=8,
+                           num_unlabeled=2, requests=(), answers=())
+    reporter.log_round(trainer, summary)
+    scalars = reporter.log_evaluation(3, {"test/acc": 0.9}, loggers=[fake_logger])
+    assert scalars == {"activelab/round": 3.0, "activelab/test/acc": 0.9}
+    assert logged == [(3, scalars)]
+    (record,) = read_round_log(tmp_path / "r.jsonl")
+    assert record["test_accuracy"] == 0.9 and record["metrics"]["test/acc"] == 0.9
+    with pytest.raises(ValueError, match="round=4.*was not logged"):
+        reporter.log_evaluation(4, {"test/acc": 0.5})

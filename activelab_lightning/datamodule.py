@@ -18,7 +18,9 @@ fast path: whole batches are gathered with one index operation instead of per-it
 Shuffling is seeded (``seed``, the number of refreshes, and the epoch Lightning passes to
 ``set_epoch``) and the train sampler is a ``DistributedSampler`` that shards by
 ``trainer.world_size`` / ``global_rank`` itself, so Lightning keeps it under DDP (it cannot
-re-inject a sampler into a batched-index loader) and every rank serves its own shard.
+re-inject a sampler into a batched-index loader) and every rank serves its own shard. A train
+loader built before a trainer is attached shards by the ``torch.distributed`` process group once
+that exists.
 
 Example::
 
@@ -111,13 +113,26 @@ class _OrderSampler(DistributedSampler):
         seed: int,
         batch_size: int | None = None,
         drop_last_batch: bool = False,
+        follow_process_group: bool = False,
     ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
         self.batch_size = batch_size
         self.drop_last_batch = drop_last_batch
+        self.follow_process_group = follow_process_group
+
+    def _sync_world(self) -> None:
+        """Loaders built before the process group existed (no trainer attached yet) shard by it once it does."""
+        if not (self.follow_process_group and torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+        if (world, rank) != (self.num_replicas, self.rank):
+            self.num_replicas, self.rank = world, rank
+            self.num_samples = math.ceil(len(self.dataset) / world)  # type: ignore[arg-type]
+            self.total_size = self.num_samples * world
 
     def positions(self) -> Tensor:
         """This rank's ``(num_samples,)`` positions for the current epoch."""
+        self._sync_world()
         n = len(self.dataset)  # type: ignore[arg-type]
         if n == 0:
             return torch.zeros(0, dtype=torch.int64)
@@ -142,6 +157,7 @@ class _OrderSampler(DistributedSampler):
         return iter(chunks)
 
     def __len__(self) -> int:
+        self._sync_world()
         if self.batch_size is None:
             return self.num_samples
         if self.drop_last_batch:
@@ -292,7 +308,8 @@ class ActiveDataModule(pl.LightningDataModule):
         initial_labels: Cold-start labels, written to the store (``source="initial"``) once; a
             re-run writes nothing new (exact repeats are no-ops). One of: a sequence of
             :class:`Annotation`; an ``(N,)`` label vector (one annotator) or ``(N, M)`` label matrix
-            (NaN, or -1 in an integer matrix, for missing) whose row i is example i; or an oracle
+            (NaN, or -1 in an integer matrix, for missing; a pandas DataFrame names the annotators by
+            its columns) whose row i is example i; or an oracle
             (anything with ``request(requests) -> OracleResponse``), asked once per drawn example
             with round ``-1``. Default None: the labeled set is whatever the store holds.
         initial_annotator_ids: Annotator ids of the columns of an ``initial_labels`` matrix
@@ -543,6 +560,10 @@ class ActiveDataModule(pl.LightningDataModule):
         return self._from_array(initial_labeled, initial_labels, annotator_ids)
 
     def _from_array(self, initial_labeled: Any, labels: Any, annotator_ids: Sequence[str] | None) -> list[Annotation]:
+        if hasattr(labels, "to_numpy") and hasattr(labels, "columns"):  # a pandas DataFrame, as cleanlab takes
+            if annotator_ids is None:
+                annotator_ids = [str(c) for c in labels.columns]
+            labels = labels.to_numpy(dtype="float64")
         t = torch.as_tensor(labels)
         vector = t.ndim == 1
         if vector:
@@ -711,13 +732,14 @@ class ActiveDataModule(pl.LightningDataModule):
         if len(self.store) != self._store_len:
             self._recompute(self._pred_probs, self._pred_ids)
 
-    def _world(self) -> tuple[int, int]:
+    def _world(self) -> tuple[int, int, bool]:
+        """``(world_size, rank, follow_process_group)`` for the train sampler."""
         trainer = getattr(self, "trainer", None)
         if trainer is not None:
-            return int(trainer.world_size), int(trainer.global_rank)
+            return int(trainer.world_size), int(trainer.global_rank), False
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_world_size(), torch.distributed.get_rank()
-        return 1, 0
+            return torch.distributed.get_world_size(), torch.distributed.get_rank(), True
+        return 1, 0, True
 
     def train_dataloader(self) -> DataLoader:
         """Labeled examples with their consensus targets, ``batch_fn(x, y)`` per batch.
@@ -735,7 +757,7 @@ class ActiveDataModule(pl.LightningDataModule):
                 "no labeled examples to train on: give ActiveDataModule initial_labels= (and initial_labeled=), "
                 "or add annotations to the store and call refresh()."
             )
-        world, rank = self._world()
+        world, rank, follow = self._world()
         seed = _mix_seed(self.seed, self._refresh_count)
         targets = self.targets
         common: dict[str, Any] = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
@@ -744,11 +766,13 @@ class ActiveDataModule(pl.LightningDataModule):
             data = _TrainBatches(self._source.inputs, rows, targets, self.batch_fn)
             sampler = _OrderSampler(
                 data, num_replicas=world, rank=rank, shuffle=self.shuffle, seed=seed,
-                batch_size=self.batch_size, drop_last_batch=self.drop_last,
+                batch_size=self.batch_size, drop_last_batch=self.drop_last, follow_process_group=follow,
             )
             return DataLoader(data, batch_size=None, sampler=sampler, collate_fn=_identity, **common)
         items = _TrainItems(self.dataset, self._labeled, self.input_fn)
-        sampler = _OrderSampler(items, num_replicas=world, rank=rank, shuffle=self.shuffle, seed=seed)
+        sampler = _OrderSampler(
+            items, num_replicas=world, rank=rank, shuffle=self.shuffle, seed=seed, follow_process_group=follow
+        )
         return DataLoader(
             items, batch_size=self.batch_size, sampler=sampler, drop_last=self.drop_last,
             collate_fn=_BuildBatch(targets, self.batch_fn), **common,

@@ -203,10 +203,9 @@ def predict_proba_batches(
                     else move_data_to_device(x, device)
                 )
             with torch.inference_mode():
-                out = _check_output(fn(module, x), ids.shape[0], k, source, module)
-                probs = out.to(device="cpu", dtype=torch.float64)
-            if probs.is_inference():  # hand out ordinary tensors (in-place ops allowed)
-                probs = probs.clone()
+                out = _check_output(fn(module, x), ids.shape[0], k, source, module).to("cpu")
+            # float64 on the CPU (half the transfer), as an ordinary tensor: in-place ops allowed
+            probs = out.to(torch.float64) if out.dtype != torch.float64 else out.clone()
             k = probs.shape[1]
             _check_probabilities(probs, source, module)
             yield ids, probs

@@ -258,6 +258,23 @@ def test_train_loader_shards_over_ranks_on_both_paths(blobs):
         assert torch.equal(a, b)
 
 
+def test_a_loader_built_before_the_trainer_follows_the_process_group(blobs, monkeypatch):
+    x, y = blobs
+    dm = ActiveDataModule(TensorDataset(x), new_store(), batch_size=4, initial_labeled=23, initial_labels=y)
+    loaders = [dm.train_dataloader() for _ in range(2)]  # no trainer, no process group yet: one shard
+    assert len(loaders[0]) == 6
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    shards = []
+    for rank, loader in enumerate(loaders):
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda rank=rank: rank)
+        assert len(loader) == 3
+        shards.append(torch.cat([b[0] for b in batches(loader)]))
+    assert shards[0].shape[0] == shards[1].shape[0] == 12
+    served = {tuple(r.tolist()) for r in torch.cat(shards)}
+    assert served == {tuple(r.tolist()) for r in x[dm.labeled_ids]}
+
+
 def test_subset_of_tensor_dataset_uses_the_fast_path_with_the_right_rows(blobs):
     x, y = blobs
     base = TensorDataset(torch.cat([x, x + 100]), torch.cat([y, y]))
@@ -347,6 +364,11 @@ def test_continuous_mode_reload_sees_the_grown_labeled_set(blobs):
 # ----------------------------------------------------------------------------- cold start
 def test_cold_start_from_the_store_from_annotations_and_idempotent_matrix_draw(blobs):
     x, y = blobs
+    import pandas as pd
+    frame = pd.DataFrame({"amy": [0.0] + [NAN] * (N - 1), "bob": [1.0, 2.0] + [NAN] * (N - 2)})
+    dm = ActiveDataModule(TensorDataset(x), new_store(), initial_labels=frame)
+    assert dm.labeled_ids.tolist() == [0, 1] and dm.label_matrix()[1] == ["amy", "bob"]
+
     store = new_store()
     store.add_annotations([Annotation(3, "bob", 1), Annotation(9, "bob", 2)])
     assert ActiveDataModule(TensorDataset(x), store).labeled_ids.tolist() == [3, 9]

@@ -115,14 +115,20 @@ class _OrderSampler(DistributedSampler):
         drop_last_batch: bool = False,
         follow_process_group: bool = False,
     ) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
+        )
         self.batch_size = batch_size
         self.drop_last_batch = drop_last_batch
         self.follow_process_group = follow_process_group
 
     def _sync_world(self) -> None:
         """Loaders built before the process group existed (no trainer attached yet) shard by it once it does."""
-        if not (self.follow_process_group and torch.distributed.is_available() and torch.distributed.is_initialized()):
+        if not (
+            self.follow_process_group
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        ):
             return
         world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
         if (world, rank) != (self.num_replicas, self.rank):
@@ -547,20 +553,30 @@ class ActiveDataModule(pl.LightningDataModule):
             return []
         if callable(getattr(initial_labels, "request", None)):
             return self._ask_oracle(initial_labeled, initial_labels)
-        if isinstance(initial_labels, (list, tuple)) and initial_labels and isinstance(initial_labels[0], Annotation):
+        if (
+            isinstance(initial_labels, (list, tuple))
+            and initial_labels
+            and isinstance(initial_labels[0], Annotation)
+        ):
             anns = list(initial_labels)
             bad = [a for a in anns if not isinstance(a, Annotation)]
             if bad:
                 raise TypeError(f"initial_labels mixes Annotation with {type(bad[0]).__name__}: {bad[0]!r}.")
             if initial_labeled is None:
                 return anns
-            have = self._as_ids(torch.tensor(sorted({a.example_id for a in anns})), "initial_labels example ids")
+            have = self._as_ids(
+                torch.tensor(sorted({a.example_id for a in anns})), "initial_labels example ids"
+            )
             keep = set(self._draw(initial_labeled, have).tolist())
             return [a for a in anns if a.example_id in keep]
         return self._from_array(initial_labeled, initial_labels, annotator_ids)
 
-    def _from_array(self, initial_labeled: Any, labels: Any, annotator_ids: Sequence[str] | None) -> list[Annotation]:
-        if hasattr(labels, "to_numpy") and hasattr(labels, "columns"):  # a pandas DataFrame, as cleanlab takes
+    def _from_array(
+        self, initial_labeled: Any, labels: Any, annotator_ids: Sequence[str] | None
+    ) -> list[Annotation]:
+        if hasattr(labels, "to_numpy") and hasattr(
+            labels, "columns"
+        ):  # a pandas DataFrame, as cleanlab takes
             if annotator_ids is None:
                 annotator_ids = [str(c) for c in labels.columns]
             labels = labels.to_numpy(dtype="float64")
@@ -615,12 +631,16 @@ class ActiveDataModule(pl.LightningDataModule):
             answered = [self._as_initial(a) for a in response.annotations]
             if answered:
                 self.store.add_annotations(answered)
-            raise WaitingForLabels(INITIAL_ROUND, len(response.pending), str(getattr(oracle, "where", "") or ""))
+            raise WaitingForLabels(
+                INITIAL_ROUND, len(response.pending), str(getattr(oracle, "where", "") or "")
+            )
         return [self._as_initial(a) for a in response.annotations]
 
     @staticmethod
     def _as_initial(a: Annotation) -> Annotation:
-        return Annotation(example_id=a.example_id, annotator_id=a.annotator_id, label=a.label, round=None, source="initial")
+        return Annotation(
+            example_id=a.example_id, annotator_id=a.annotator_id, label=a.label, round=None, source="initial"
+        )
 
     # ------------------------------------------------------------------ consensus
     def refresh(self, pred_probs_labeled: Any = None, *, example_ids: Any = None) -> None:
@@ -714,7 +734,9 @@ class ActiveDataModule(pl.LightningDataModule):
                     sub, sub_probs = labels[known], probs[rows[known]]
                     kept_ids, kept_probs = labeled[known], sub_probs
                     if bool(((~torch.isnan(sub)).sum(1) >= 2).any()):
-                        result = crowdlab(sub, sub_probs, consensus_method=self.consensus_method, generator=gen)
+                        result = crowdlab(
+                            sub, sub_probs, consensus_method=self.consensus_method, generator=gen
+                        )
                         consensus[known] = result.consensus_label.to(torch.int64).cpu()
                         soft[known] = result.posterior.to(torch.float64).cpu()
                     else:  # every row has one label: that label is the consensus
@@ -751,31 +773,79 @@ class ActiveDataModule(pl.LightningDataModule):
         Raises:
             ActiveLabError: No example is labeled yet.
         """
-        n = self._labeled.numel()
-        if n == 0:
+        return self.labeled_subset_dataloader(None)
+
+    def labeled_subset_dataloader(self, positions: Any = None, *, shuffle: bool | None = None) -> DataLoader:
+        """:meth:`train_dataloader` restricted to some labeled examples (e.g. one cross-validation fold).
+
+        Args:
+            positions: ``(m,)`` positions into :attr:`labeled_ids` (not example ids), or a
+                ``(n_labeled,)`` bool mask; None = all labeled examples.
+            shuffle: Default: the datamodule's ``shuffle``.
+
+        Returns:
+            A loader of ``batch_fn(x, y)`` batches of those examples and their consensus targets.
+
+        Raises:
+            ActiveLabError: No example selected (nothing labeled yet, or empty ``positions``).
+
+        Example::
+
+            >>> fold = dm.labeled_subset_dataloader(folds != k)  # doctest: +SKIP
+        """
+        ids, targets = self._labeled, self.targets
+        if positions is not None:
+            pos = torch.as_tensor(positions)
+            if pos.dtype == torch.bool:
+                if pos.shape != ids.shape:
+                    raise ValueError(
+                        f"a bool positions mask must have shape {tuple(ids.shape)}, got {tuple(pos.shape)}."
+                    )
+                pos = torch.nonzero(pos).reshape(-1)
+            if pos.is_floating_point() or pos.ndim != 1:
+                raise ValueError(
+                    f"positions must be 1-D integer positions into labeled_ids, got {pos.dtype}, {tuple(pos.shape)}."
+                )
+            pos = pos.to(torch.int64).cpu()
+            if pos.numel() and (int(pos.min()) < 0 or int(pos.max()) >= ids.numel()):
+                raise ValueError(
+                    f"positions must lie in 0..{ids.numel() - 1} (positions into labeled_ids, not example ids)."
+                )
+            ids, targets = ids[pos], targets[pos]
+        if ids.numel() == 0:
             raise ActiveLabError(
                 "no labeled examples to train on: give ActiveDataModule initial_labels= (and initial_labeled=), "
                 "or add annotations to the store and call refresh()."
             )
         world, rank, follow = self._world()
         seed = _mix_seed(self.seed, self._refresh_count)
-        targets = self.targets
+        shuffle = self.shuffle if shuffle is None else bool(shuffle)
         common: dict[str, Any] = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
         if self._source is not None:
-            rows = self._labeled if self._source.index is None else self._source.index[self._labeled]
+            rows = ids if self._source.index is None else self._source.index[ids]
             data = _TrainBatches(self._source.inputs, rows, targets, self.batch_fn)
             sampler = _OrderSampler(
-                data, num_replicas=world, rank=rank, shuffle=self.shuffle, seed=seed,
-                batch_size=self.batch_size, drop_last_batch=self.drop_last, follow_process_group=follow,
+                data,
+                num_replicas=world,
+                rank=rank,
+                shuffle=shuffle,
+                seed=seed,
+                batch_size=self.batch_size,
+                drop_last_batch=self.drop_last,
+                follow_process_group=follow,
             )
             return DataLoader(data, batch_size=None, sampler=sampler, collate_fn=_identity, **common)
-        items = _TrainItems(self.dataset, self._labeled, self.input_fn)
+        items = _TrainItems(self.dataset, ids, self.input_fn)
         sampler = _OrderSampler(
-            items, num_replicas=world, rank=rank, shuffle=self.shuffle, seed=seed, follow_process_group=follow
+            items, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, follow_process_group=follow
         )
         return DataLoader(
-            items, batch_size=self.batch_size, sampler=sampler, drop_last=self.drop_last,
-            collate_fn=_BuildBatch(targets, self.batch_fn), **common,
+            items,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=self.drop_last,
+            collate_fn=_BuildBatch(targets, self.batch_fn),
+            **common,
         )
 
     def _val_loader(self) -> DataLoader:
@@ -786,7 +856,11 @@ class ActiveDataModule(pl.LightningDataModule):
 
     def _plain_loader(self, dataset: Any) -> DataLoader:
         return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers, pin_memory=self.pin_memory
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
         )
 
     # ------------------------------------------------------------------ pool loaders
@@ -813,8 +887,12 @@ class ActiveDataModule(pl.LightningDataModule):
         if self._source is not None:
             rows = ids if self._source.index is None else self._source.index[ids]
             data = _PoolBatches(self._source.inputs, rows, ids)
-            return DataLoader(data, batch_size=None, sampler=_ChunkSampler(ids.numel(), bs), collate_fn=_identity, **common)
-        return DataLoader(_PoolItems(self.dataset, ids, self.input_fn), batch_size=bs, shuffle=False, **common)
+            return DataLoader(
+                data, batch_size=None, sampler=_ChunkSampler(ids.numel(), bs), collate_fn=_identity, **common
+            )
+        return DataLoader(
+            _PoolItems(self.dataset, ids, self.input_fn), batch_size=bs, shuffle=False, **common
+        )
 
     def labeled_pool_dataloader(self, batch_size: int | None = None) -> DataLoader:
         """:meth:`pool_dataloader` over :attr:`labeled_ids`."""

@@ -235,7 +235,9 @@ def shard_positions(num_examples: int, world_size: int, rank: int) -> Tensor:
         ([0, 2, 4], [1, 3, 0])
     """
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"need world_size >= 1 and 0 <= rank < world_size, got world_size={world_size}, rank={rank}.")
+        raise ValueError(
+            f"need world_size >= 1 and 0 <= rank < world_size, got world_size={world_size}, rank={rank}."
+        )
     if num_examples < 0:
         raise ValueError(f"num_examples must be >= 0, got {num_examples}.")
     if num_examples == 0:
@@ -411,7 +413,12 @@ def collect_predictions(
         >>> ids, probs = collect_predictions(trainer, model, dm, dm.labeled_ids)  # doctest: +SKIP
     """
     ids = _as_ids(example_ids)
-    parts = [p for _, p in iter_predictions(trainer, module, datamodule, ids, predict_fn=predict_fn, batch_size=batch_size)]
+    parts = [
+        p
+        for _, p in iter_predictions(
+            trainer, module, datamodule, ids, predict_fn=predict_fn, batch_size=batch_size
+        )
+    ]
     if not parts:
         k = num_classes if num_classes is not None else int(getattr(datamodule, "num_classes", 0))
         return ids, torch.zeros((0, k), dtype=torch.float64)

@@ -13,7 +13,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 
-def make_blobs(n: int = 60, d: int = 4, k: int = 3, *, seed: int = 0, spread: float = 3.0) -> tuple[Tensor, Tensor]:
+def make_blobs(
+    n: int = 60, d: int = 4, k: int = 3, *, seed: int = 0, spread: float = 3.0
+) -> tuple[Tensor, Tensor]:
     """``(x (n, d) float32, y (n,) int64)``: ``k`` Gaussian blobs, classes balanced up to rounding."""
     g = torch.Generator().manual_seed(seed)
     centers = torch.randn(k, d, generator=g) * spread
@@ -31,8 +33,14 @@ class TinyMLP(pl.LightningModule):
         num_train_batches: Number of training steps run.
     """
 
-    def __init__(self, in_features: int = 4, num_classes: int = 3, hidden: int = 16, lr: float = 0.1,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_features: int = 4,
+        num_classes: int = 3,
+        hidden: int = 16,
+        lr: float = 0.1,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = nn.Sequential(
@@ -68,8 +76,14 @@ class TinyMLP(pl.LightningModule):
 def fast_trainer(**kwargs) -> pl.Trainer:
     """A quiet CPU Trainer for tests (no logger, checkpoints, progress bar or model summary)."""
     defaults = {
-        "accelerator": "cpu", "devices": 1, "max_epochs": 1, "logger": False, "enable_checkpointing": False,
-        "enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0,
+        "accelerator": "cpu",
+        "devices": 1,
+        "max_epochs": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
     }
     defaults.update(kwargs)
     return pl.Trainer(**defaults)

@@ -81,8 +81,14 @@ def test_must_show_trains_one_epoch_on_consensus_serves_pools_and_round_trips_st
 
     model = TinyMLP(in_features=4, num_classes=K)
     before = [p.detach().clone() for p in model.parameters()]
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, datamodule=dm)
     assert model.num_train_batches == math.ceil(24 / 8)
     seen = torch.cat(model.train_targets)
@@ -90,8 +96,10 @@ def test_must_show_trains_one_epoch_on_consensus_serves_pools_and_round_trips_st
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
 
     # both pools, with ids, in order, with the right inputs
-    for loader, ids in ((dm.labeled_pool_dataloader(batch_size=10), dm.labeled_ids),
-                        (dm.unlabeled_pool_dataloader(batch_size=10), dm.unlabeled_ids)):
+    for loader, ids in (
+        (dm.labeled_pool_dataloader(batch_size=10), dm.labeled_ids),
+        (dm.unlabeled_pool_dataloader(batch_size=10), dm.unlabeled_ids),
+    ):
         got = batches(loader)
         got_ids = torch.cat([b[1] for b in got])
         assert got_ids.dtype == torch.int64 and torch.equal(got_ids, ids)
@@ -121,8 +129,15 @@ def dm_gen(dm: ActiveDataModule) -> torch.Generator:
 def test_refresh_with_probs_is_crowdlab_and_soft_targets_are_its_posterior(blobs):
     x, y = blobs
     labels = noisy_matrix(y)
-    dm = ActiveDataModule(TensorDataset(x), new_store(), batch_size=5, soft_targets=True,
-                          initial_labels=labels, initial_annotator_ids=["ann-0", "ann-1", "ann-2"], true_labels=y)
+    dm = ActiveDataModule(
+        TensorDataset(x),
+        new_store(),
+        batch_size=5,
+        soft_targets=True,
+        initial_labels=labels,
+        initial_annotator_ids=["ann-0", "ann-1", "ann-2"],
+        true_labels=y,
+    )
     probs = torch.softmax(3 * torch.randn(24, K, generator=torch.Generator().manual_seed(0)), -1)
     dm.refresh(probs)
     ref = crowdlab(labels[:24], probs, generator=dm_gen(dm))
@@ -244,7 +259,9 @@ def test_train_loader_shards_over_ranks_on_both_paths(blobs):
             dm = ActiveDataModule(data, store, **kw)
             dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
             loader = dm.train_dataloader()
-            assert isinstance(loader.sampler, torch.utils.data.DistributedSampler)  # Lightning keeps it under DDP
+            assert isinstance(
+                loader.sampler, torch.utils.data.DistributedSampler
+            )  # Lightning keeps it under DDP
             got = batches(loader)
             assert len(got) == len(loader) == math.ceil(12 / 4)
             per_rank.append(torch.cat([b[0] for b in got]))
@@ -256,6 +273,26 @@ def test_train_loader_shards_over_ranks_on_both_paths(blobs):
         assert all(tuple(x[i].tolist()) in seen for i in range(23))
     for a, b in zip(shards["fast"], shards["slow"]):
         assert torch.equal(a, b)
+
+
+def test_labeled_subset_loader_serves_one_fold(blobs):
+    x, y = blobs
+    for data in (TensorDataset(x), ListDataset(x, y)):
+        dm = ActiveDataModule(
+            data, new_store(), batch_size=4, initial_labeled=20, initial_labels=y, shuffle=False
+        )
+        mask = torch.arange(20) % 4 != 0
+        got = batches(dm.labeled_subset_dataloader(mask))
+        assert torch.equal(torch.cat([b[0] for b in got]), x[dm.labeled_ids[mask]])
+        assert torch.equal(torch.cat([b[1] for b in got]), dm.consensus_labels[mask])
+        got = batches(dm.labeled_subset_dataloader(torch.tensor([3, 0])))
+        assert torch.equal(got[0][0], x[dm.labeled_ids[[3, 0]]])
+    with pytest.raises(ValueError, match="positions into labeled_ids"):
+        dm.labeled_subset_dataloader(torch.tensor([25]))
+    with pytest.raises(ValueError, match="bool positions mask must have shape"):
+        dm.labeled_subset_dataloader(torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ActiveLabError, match="no labeled examples"):
+        dm.labeled_subset_dataloader(torch.zeros(0, dtype=torch.long))
 
 
 def test_a_loader_built_before_the_trainer_follows_the_process_group(blobs, monkeypatch):
@@ -300,15 +337,23 @@ def test_dict_items_input_fn_and_batch_fn(blobs):
 
     with pytest.raises(KeyError, match="input_fn="):
         default_input_fn({"features": 1})
-    dm = ActiveDataModule(DictData(), new_store(), batch_size=6, input_fn=lambda item: item["features"],
-                          batch_fn=lambda xb, yb: {"x": xb, "y": yb}, initial_labeled=12, initial_labels=y)
+    dm = ActiveDataModule(
+        DictData(),
+        new_store(),
+        batch_size=6,
+        input_fn=lambda item: item["features"],
+        batch_fn=lambda xb, yb: {"x": xb, "y": yb},
+        initial_labeled=12,
+        initial_labels=y,
+    )
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"x", "y"} and batch["x"].shape == (6, 4) and batch["y"].dtype == torch.int64
     xb, ids = next(iter(dm.labeled_pool_dataloader()))
     assert torch.equal(xb, x[ids])
     # a TensorDataset with an explicit input_fn takes the generic path
-    dm2 = ActiveDataModule(TensorDataset(x), new_store(), input_fn=lambda item: item[0] * 2,
-                           initial_labeled=3, initial_labels=y)
+    dm2 = ActiveDataModule(
+        TensorDataset(x), new_store(), input_fn=lambda item: item[0] * 2, initial_labeled=3, initial_labels=y
+    )
     assert not dm2.uses_fast_path
     xb, ids = next(iter(dm2.labeled_pool_dataloader()))
     assert torch.equal(xb, 2 * x[ids])
@@ -316,9 +361,15 @@ def test_dict_items_input_fn_and_batch_fn(blobs):
 
 def test_val_and_test_loaders_only_when_given(blobs):
     x, y = blobs
-    dm = ActiveDataModule(TensorDataset(x), new_store(), val_dataset=TensorDataset(x[:10], y[:10]),
-                          test_dataset=TensorDataset(x[10:15], y[10:15]), batch_size=4,
-                          initial_labeled=8, initial_labels=y)
+    dm = ActiveDataModule(
+        TensorDataset(x),
+        new_store(),
+        val_dataset=TensorDataset(x[:10], y[:10]),
+        test_dataset=TensorDataset(x[10:15], y[10:15]),
+        batch_size=4,
+        initial_labeled=8,
+        initial_labels=y,
+    )
     assert [len(b[0]) for b in dm.val_dataloader()] == [4, 4, 2]
     assert len(next(iter(dm.test_dataloader()))[0]) == 4
     model = TinyMLP(in_features=4, num_classes=K)
@@ -346,7 +397,9 @@ class GrowEachEpoch(pl.Callback):
         self.epoch_batches.append(pl_module.num_train_batches - self._start)
         dm = trainer.datamodule
         new = dm.unlabeled_ids[:10].tolist()
-        dm.store.add_annotations([Annotation(i, "grow", int(self.y[i]), round=trainer.current_epoch) for i in new])
+        dm.store.add_annotations(
+            [Annotation(i, "grow", int(self.y[i]), round=trainer.current_epoch) for i in new]
+        )
         dm.refresh()
 
 
@@ -365,6 +418,7 @@ def test_continuous_mode_reload_sees_the_grown_labeled_set(blobs):
 def test_cold_start_from_the_store_from_annotations_and_idempotent_matrix_draw(blobs):
     x, y = blobs
     import pandas as pd
+
     frame = pd.DataFrame({"amy": [0.0] + [NAN] * (N - 1), "bob": [1.0, 2.0] + [NAN] * (N - 2)})
     dm = ActiveDataModule(TensorDataset(x), new_store(), initial_labels=frame)
     assert dm.labeled_ids.tolist() == [0, 1] and dm.label_matrix()[1] == ["amy", "bob"]
@@ -379,14 +433,19 @@ def test_cold_start_from_the_store_from_annotations_and_idempotent_matrix_draw(b
     assert dm.labeled_ids.tolist() == [5, 7] and dm.consensus_labels.tolist() == [0, 2]
 
     store3 = new_store()
-    dm = ActiveDataModule(TensorDataset(x), store3, initial_labeled=15, initial_labels=noisy_matrix(y, 40), seed=7)
+    dm = ActiveDataModule(
+        TensorDataset(x), store3, initial_labeled=15, initial_labels=noisy_matrix(y, 40), seed=7
+    )
     first, n_ann = dm.labeled_ids.clone(), len(store3)
     assert first.numel() == 15 and bool((first < 40).all())  # drawn among labelable examples
     assert {a["source"] for a in store3.iter_annotations()} == {"initial"}
-    again = ActiveDataModule(TensorDataset(x), store3, initial_labeled=15, initial_labels=noisy_matrix(y, 40), seed=7)
+    again = ActiveDataModule(
+        TensorDataset(x), store3, initial_labeled=15, initial_labels=noisy_matrix(y, 40), seed=7
+    )
     assert len(store3) == n_ann and torch.equal(again.labeled_ids, first)  # re-running writes nothing new
-    other = ActiveDataModule(TensorDataset(x), new_store(), initial_labeled=15,
-                             initial_labels=noisy_matrix(y, 40), seed=8)
+    other = ActiveDataModule(
+        TensorDataset(x), new_store(), initial_labeled=15, initial_labels=noisy_matrix(y, 40), seed=8
+    )
     assert not torch.equal(other.labeled_ids, first)
 
 
@@ -394,7 +453,9 @@ def test_cold_start_from_an_oracle(blobs):
     x, y = blobs
     store = new_store()
     oracle = SimulatedOracle(y, [1.0, 1.0], seed=0)
-    dm = ActiveDataModule(TensorDataset(x), store, initial_labeled=12, initial_labels=oracle, seed=3, true_labels=y)
+    dm = ActiveDataModule(
+        TensorDataset(x), store, initial_labeled=12, initial_labels=oracle, seed=3, true_labels=y
+    )
     assert dm.labeled_ids.numel() == 12 and dm.consensus_accuracy() == 1.0
     rows = list(store.iter_annotations())
     assert {r["source"] for r in rows} == {"initial"} and len(rows) == 12
@@ -403,7 +464,9 @@ def test_cold_start_from_an_oracle(blobs):
 
     class SlowHumans:
         def request(self, requests):
-            return OracleResponse(annotations=(Annotation(requests[0].example_id, "h", 0),), pending=tuple(requests[1:]))
+            return OracleResponse(
+                annotations=(Annotation(requests[0].example_id, "h", 0),), pending=tuple(requests[1:])
+            )
 
     with pytest.raises(WaitingForLabels, match="waiting for 3 labels"):
         ActiveDataModule(TensorDataset(x), new_store(), initial_labeled=4, initial_labels=SlowHumans())
@@ -415,11 +478,26 @@ def test_cold_start_from_an_oracle(blobs):
         ({"initial_labeled": 5}, ValueError, r"needs initial_labels"),
         ({"initial_labels": torch.zeros(7, dtype=torch.long)}, ValueError, r"N = 60 rows"),
         ({"initial_labels": torch.full((N,), 0.5)}, ValueError, r"integer class indices"),
-        ({"initial_labels": torch.zeros(N, 2, dtype=torch.long), "initial_annotator_ids": ["a"]}, ValueError,
-         r"2 distinct ids"),
-        ({"initial_labels": torch.zeros(N, dtype=torch.long), "initial_labeled": 0}, ValueError, r"between 1 and"),
-        ({"initial_labels": torch.zeros(N, dtype=torch.long), "initial_labeled": [70]}, ValueError, r"outside 0..59"),
-        ({"initial_labels": SimulatedOracle(torch.zeros(N, dtype=torch.long), [1.0])}, ValueError, r"is an oracle"),
+        (
+            {"initial_labels": torch.zeros(N, 2, dtype=torch.long), "initial_annotator_ids": ["a"]},
+            ValueError,
+            r"2 distinct ids",
+        ),
+        (
+            {"initial_labels": torch.zeros(N, dtype=torch.long), "initial_labeled": 0},
+            ValueError,
+            r"between 1 and",
+        ),
+        (
+            {"initial_labels": torch.zeros(N, dtype=torch.long), "initial_labeled": [70]},
+            ValueError,
+            r"outside 0..59",
+        ),
+        (
+            {"initial_labels": SimulatedOracle(torch.zeros(N, dtype=torch.long), [1.0])},
+            ValueError,
+            r"is an oracle",
+        ),
         ({"batch_size": 0}, ValueError, r"batch_size must be a positive int"),
         ({"consensus_method": "mean"}, ValueError, r"consensus_method"),
         ({"true_labels": torch.zeros(5)}, ValueError, r"true_labels must be an \(N,\)"),

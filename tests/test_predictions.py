@@ -32,7 +32,9 @@ def setup():
     torch.manual_seed(0)
     x, y = make_blobs(N, 4, K, seed=1)
     store = AnnotationStore(num_examples=N, class_names=["a", "b", "c"])
-    dm = ActiveDataModule(TensorDataset(x), store, inference_batch_size=4, initial_labeled=9, initial_labels=y)
+    dm = ActiveDataModule(
+        TensorDataset(x), store, inference_batch_size=4, initial_labeled=9, initial_labels=y
+    )
     model = TinyMLP(in_features=4, num_classes=K, dropout=0.5)
     model.train()
     return x, dm, model
@@ -148,7 +150,9 @@ class LogitsHook(TinyMLP):
 def test_bad_outputs_give_clear_errors(setup):
     _, dm, _ = setup
     loader = dm.labeled_pool_dataloader()
-    with pytest.raises(ValueError, match=r"returned shape \(4,\) for a batch of 4 examples; OneLogit must give"):
+    with pytest.raises(
+        ValueError, match=r"returned shape \(4,\) for a batch of 4 examples; OneLogit must give"
+    ):
         list(predict_proba_batches(OneLogit(), loader))
     with pytest.raises(TypeError, match=r"TupleOut.forward returned tuple.*predict_fn="):
         list(predict_proba_batches(TupleOut(), loader))

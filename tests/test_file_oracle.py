@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import struct
+from typing import ClassVar
 
 import lightning.pytorch as pl
 import pytest
@@ -110,7 +111,7 @@ def test_two_rounds_through_the_callback_wait_resume_and_use_the_answers(tmp_pat
 class RecordingActiveLab(type(get_strategy("activelab"))):
     """The ActiveLab strategy, recording the labeled pool it scores."""
 
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def fit(self, ctx):
         _, annotators = ctx_store[0].label_matrix(ctx.labeled_ids)

@@ -37,7 +37,7 @@ _KEYS = ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_PID", "LABEL_
 def _script(command: str, env: dict[str, str], timeout: float = 420) -> dict[str, str]:
     """Run ``source .ci/label_studio.sh <command>`` and return the LABEL_STUDIO_* variables it exported."""
     out = subprocess.run(
-        ["bash", "-c", f'source "{SCRIPT}" {command} && env'], env={**os.environ, **env}, cwd=REPO,
+        ["bash", "-c", f'source "{SCRIPT}" {command} && env'], check=False, env={**os.environ, **env}, cwd=REPO,
         capture_output=True, text=True, timeout=timeout,
     )
     if out.returncode != 0:

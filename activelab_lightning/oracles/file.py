@@ -38,14 +38,14 @@ from activelab_lightning.oracles.base import BaseOracle
 from activelab_lightning.records import Annotation, LabelRequest, OracleResponse
 
 __all__ = [
-    "FileOracle",
     "AnswerProblem",
-    "parse_label",
+    "FileOracle",
     "display_fields",
-    "write_png",
-    "png_bytes",
     "is_image",
+    "parse_label",
+    "png_bytes",
     "task_for_request",
+    "write_png",
 ]
 
 log = logging.getLogger(__name__)
@@ -629,12 +629,13 @@ class FileOracle(BaseOracle):
 
     def _parse_row(self, row: Mapping[str, Any]) -> tuple[int, str, int]:
         raw_id = row.get("example_id")
+        bad_id = ValueError(f"example_id {raw_id!r} is not an integer example id")
+        if isinstance(raw_id, (bool, float)) or raw_id is None:
+            raise bad_id
         try:
-            if isinstance(raw_id, bool):
-                raise ValueError
             eid = int(raw_id) if isinstance(raw_id, (int, np.integer)) else int(str(raw_id).strip())
-        except (TypeError, ValueError):
-            raise ValueError(f"example_id {raw_id!r} is not an integer example id") from None
+        except ValueError:
+            raise bad_id from None
         if eid < 0 or (self.num_examples is not None and eid >= self.num_examples):
             valid = f"0..{self.num_examples - 1}" if self.num_examples is not None else ">= 0"
             raise ValueError(f"unknown example id {eid} (valid ids are {valid})")

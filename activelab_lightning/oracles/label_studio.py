@@ -32,7 +32,6 @@ import base64
 import json
 import logging
 import os
-import socket
 import time
 import urllib.error
 import urllib.parse
@@ -56,7 +55,7 @@ from activelab_lightning.oracles.file import (
 )
 from activelab_lightning.records import Annotation, LabelRequest, OracleResponse
 
-__all__ = ["LabelStudioOracle", "LabelStudioClient", "LabelStudioError", "label_config"]
+__all__ = ["LabelStudioClient", "LabelStudioError", "LabelStudioOracle", "label_config"]
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +237,7 @@ class LabelStudioClient:
                     continue
                 cls = _NotFound if status == 404 else LabelStudioError
                 raise cls(f"Label Studio {method} {path} answered HTTP {status}: {detail}", status) from None
-            except (urllib.error.URLError, HTTPException, ConnectionError, socket.timeout, TimeoutError) as err:
+            except (urllib.error.URLError, HTTPException, ConnectionError, TimeoutError) as err:
                 reason = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
                 continue
         raise OracleUnavailable(
@@ -596,7 +595,7 @@ class LabelStudioOracle(BaseOracle):
         if uid not in self._users:
             for u in self.client.list_all("/api/users/"):
                 self._users[int(u["id"])] = str(u.get("email") or u.get("username") or f"label-studio-user-{u['id']}")
-        return self._users.get(uid, f"label-studio-user-{uid}")
+        return self._users.setdefault(uid, f"label-studio-user-{uid}")  # a deleted user: no refetch each time
 
     def _choice(self, annotation: Mapping[str, Any]) -> str | None:
         for item in annotation.get("result") or []:

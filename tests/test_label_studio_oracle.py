@@ -331,3 +331,19 @@ def test_image_tasks_carry_png_data_urls(env, store):
     (task,) = env.project_tasks(1)
     assert task["data"]["image"].startswith("data:image/png;base64,")
     assert '<Image name="image" value="$image"/>' in env.projects[1]["label_config"]
+
+
+def test_one_answer_per_annotator_when_an_example_is_pending_in_two_rounds(env, store):
+    alice = env.add_user("alice@example.com")
+    new_round(store, 0, [3])
+    store.complete_round(0)  # round 0 closed with its request still pending (e.g. a run with a deadline)
+    store.begin_round(1, 1, [LabelRequest(3, 0.2, "new", 1)])
+    oracle = make_oracle(store)
+    oracle.request(store.pending_requests())
+    assert len(env.project_tasks(1)) == 1  # one task per example
+    env.annotate(env.task_of(1, 3)["id"], alice, "dog")
+    response = oracle.request(store.pending_requests())
+    assert [(a.annotator_id, a.request_id) for a in response.annotations] == [("alice@example.com", "r0:e3")]
+    assert [r.request_id for r in response.pending] == ["r1:e3"]
+    store.record_response(response)
+    assert len(store) == 1

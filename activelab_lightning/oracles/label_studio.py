@@ -535,6 +535,7 @@ class LabelStudioOracle(BaseOracle):
             if eid is not None:
                 by_example.setdefault(int(eid), int(t["id"]))
         to_import: list[LabelRequest] = []
+        followers: list[LabelRequest] = []
         exhausted: list[LabelRequest] = []
         changed = False
         for r in requests:
@@ -559,6 +560,9 @@ class LabelStudioOracle(BaseOracle):
             if eid in by_example:  # the example's task exists (earlier round or an import before a crash)
                 changed |= self._reuse_task(r, next(t for t in tasks if int(t["id"]) == by_example[eid]))
                 continue
+            if any(int(q.example_id) == eid for q in to_import):
+                followers.append(r)  # the example is pending in two rounds: one task serves both
+                continue
             to_import.append(r)
         if to_import:
             payload = [self._task_data(r) for r in to_import]
@@ -568,8 +572,12 @@ class LabelStudioOracle(BaseOracle):
             if len(ids) != len(to_import):
                 raise LabelStudioError(f"Label Studio imported {len(ids)} task ids for {len(to_import)} tasks; "
                                        "re-run: the next call matches tasks by their data.example_id")
+            imported = {}
             for r, tid in zip(to_import, ids):
                 self._record(r.request_id, int(tid), replace=r.request_id in self._deleted)
+                imported[int(r.example_id)] = int(tid)
+            for r in followers:
+                self._record(r.request_id, imported[int(r.example_id)], replace=r.request_id in self._deleted)
         return exhausted, bool(to_import) or changed
 
     def _reuse_task(self, request: LabelRequest, task: Mapping[str, Any]) -> bool:
@@ -629,7 +637,8 @@ class LabelStudioOracle(BaseOracle):
         stored = self._stored_labels([int(r.example_id) for r in requests])
         annotations: list[Annotation] = []
         problems: list[AnswerProblem] = []
-        for r in requests:
+        emitted: set[tuple[int, str]] = set()  # one answer per (example, annotator), to the earliest request
+        for r in sorted(requests, key=lambda r: int(r.round)):
             if r in exhausted:
                 continue
             eid = int(r.example_id)
@@ -667,8 +676,9 @@ class LabelStudioOracle(BaseOracle):
                             f"{user} changed example {eid} to {choice!r} in Label Studio, but the store already holds "
                             f"{self.class_names[stored[key]]!r} from them; the stored label is kept")))
                     continue
-                if user in r.existing_annotators:
+                if user in r.existing_annotators or key in emitted:
                     continue
+                emitted.add(key)
                 annotations.append(Annotation(example_id=eid, annotator_id=user, label=label, round=int(r.round),
                                               source=self.source, request_id=r.request_id))
         return annotations, problems

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -89,6 +90,26 @@ def find_run_file(root: str | Path) -> Path:
     if len(files) != 1:
         raise AssertionError(f"expected one run-*.wandb under {root}, found {[str(f) for f in files]}")
     return files[0]
+
+
+def wait_until_complete(root: str | Path, timeout: float = 60.0) -> Path:
+    """Wait until the run file under ``root`` ends with its ``exit`` record; return its path.
+
+    ``run.finish()`` can return before the W&B service has written the last records of an offline
+    run (seen on a loaded machine), so tests poll for the ``exit`` record before reading.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        path = find_run_file(root)
+        try:
+            kinds = [r.WhichOneof("record_type") for r in read_records(path)]
+        except Exception:  # a record half-written right now
+            kinds = []
+        if "exit" in kinds:
+            return path
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} has no exit record after {timeout} s (records: {kinds[-5:]})")
+        time.sleep(0.2)
 
 
 def table_files(root: str | Path, key: str) -> list[dict[str, Any]]:

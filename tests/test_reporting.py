@@ -221,7 +221,7 @@ def test_wandb_offline_two_rounds_from_disk(tmp_path, monkeypatch):
     run_two_rounds([logger], Reporter(console=False))
     logger.experiment.finish()
 
-    rows = _wandb_reader.history_rows(_wandb_reader.find_run_file(tmp_path))
+    rows = _wandb_reader.history_rows(_wandb_reader.wait_until_complete(tmp_path))
     metric_rows = [r for r in rows if "activelab/num_annotations" in r]
     assert [r["activelab/round"] for r in metric_rows] == [0, 1]
     assert [r["activelab/num_annotations"] for r in metric_rows] == [100, 102]

@@ -225,6 +225,8 @@ def test_request_files_are_label_studio_tasks_with_thumbnails(tmp_path, store):
     png = tmp_path / "requests" / second["data"]["image"]
     assert second["data"]["image"] == "images/r000_e3.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", png.read_bytes()[16:24]) == (96, 96)  # 8x8 enlarged to a 96 px thumbnail
+    config = (tmp_path / "requests" / "label_studio_config.xml").read_text()
+    assert '<Text name="text" value="$text"/>' in config and '<Choice value="bird"/>' in config
     rows = list(csv.DictReader((tmp_path / "requests" / "round_000.csv").open()))
     assert [r["request_id"] for r in rows] == ["r0:e4", "r0:e3"] and rows[0]["classes"] == "cat|dog|bird"
     # re-asking the pending requests rewrites nothing

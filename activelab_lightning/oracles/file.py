@@ -2,7 +2,8 @@
 
 Each round, :class:`FileOracle` writes the round's label requests to
 ``<directory>/requests/round_NNN.jsonl`` (one Label Studio task per line, so the same file can be
-imported into Label Studio) and ``round_NNN.csv`` (for spreadsheets). Humans write their answers
+imported into Label Studio with the labeling config in ``requests/label_studio_config.xml``) and
+``round_NNN.csv`` (for spreadsheets). Humans write their answers
 to an answers file (CSV or JSONL with the columns ``example_id, annotator_id, label``; labels by
 class name or index). Every call imports what is there:
 
@@ -510,6 +511,8 @@ class FileOracle(BaseOracle):
                 )
                 if "image" in display and not display.get("path"):
                     display["image"] = os.path.relpath(display["image"], self.requests_dir)
+                if "text" not in display and "image" not in display:
+                    display["text"] = display.get("path") or f"example {int(r.example_id)}"  # importable as is
                 tasks[r.request_id] = task_for_request(r, self.class_names, display)
         ordered = sorted(tasks.values(), key=lambda t: (t["data"]["score"], t["data"]["example_id"]))
         _atomic_write(jsonl, "".join(json.dumps(t, sort_keys=True) + "\n" for t in ordered))
@@ -527,6 +530,12 @@ class FileOracle(BaseOracle):
         writer.writeheader()
         writer.writerows(rows)
         _atomic_write(self.round_path(rnd, ".csv"), buf.getvalue())
+        config = self.requests_dir / "label_studio_config.xml"
+        if not config.exists():  # to label the JSONL in Label Studio: Settings > Labeling Interface > Code
+            from activelab_lightning.oracles.label_studio import label_config
+
+            kind = "image" if all("image" in t["data"] and "text" not in t["data"] for t in ordered) else "text"
+            _atomic_write(config, label_config(self.class_names, kind) + "\n")
         return jsonl
 
     # ------------------------------------------------------------------ answers

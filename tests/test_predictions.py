@@ -321,3 +321,12 @@ def test_world_size_above_one_without_a_process_group_is_explained(setup):
     trainer = SimpleNamespace(world_size=2, global_rank=0)
     with pytest.raises(RuntimeError, match="torch.distributed is not initialized"):
         collect_predictions(trainer, model, dm, torch.arange(5))
+
+
+def test_cpu_softmax_matches_torch_softmax_in_float64():
+    logits = torch.randn(64, 7, generator=torch.Generator().manual_seed(0)) * 50
+    logits[0, :3] = float("-inf")
+    got = predictions._softmax64(logits)
+    assert got.dtype == torch.float64
+    assert torch.allclose(got, torch.softmax(logits.double(), -1), atol=1e-12, rtol=0)
+    assert torch.equal(got[0, :3], torch.zeros(3, dtype=torch.float64))

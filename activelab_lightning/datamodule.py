@@ -42,6 +42,7 @@ Example::
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -523,8 +524,8 @@ class ActiveDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ cold start
     def _draw(self, initial_labeled: Any, candidates: Tensor) -> Tensor:
         """The cold-start ids: a seeded draw of ``n`` among ``candidates``, or the given ids."""
-        if isinstance(initial_labeled, int) and not isinstance(initial_labeled, bool):
-            n = initial_labeled
+        if isinstance(initial_labeled, numbers.Integral) and not isinstance(initial_labeled, bool):
+            n = int(initial_labeled)
             if not 0 < n <= candidates.numel():
                 raise ValueError(
                     f"initial_labeled={n} must be between 1 and the {candidates.numel()} examples that "

@@ -6,6 +6,7 @@ import math
 from types import SimpleNamespace
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 from _models import TinyMLP, fast_trainer, make_blobs
@@ -444,7 +445,11 @@ def test_cold_start_from_the_store_from_annotations_and_idempotent_matrix_draw(b
     )
     assert len(store3) == n_ann and torch.equal(again.labeled_ids, first)  # re-running writes nothing new
     other = ActiveDataModule(
-        TensorDataset(x), new_store(), initial_labeled=15, initial_labels=noisy_matrix(y, 40), seed=8
+        TensorDataset(x),
+        new_store(),
+        initial_labeled=np.int64(15),
+        initial_labels=noisy_matrix(y, 40),
+        seed=8,
     )
     assert not torch.equal(other.labeled_ids, first)
 

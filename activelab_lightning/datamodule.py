@@ -575,9 +575,8 @@ class ActiveDataModule(pl.LightningDataModule):
     def _from_array(
         self, initial_labeled: Any, labels: Any, annotator_ids: Sequence[str] | None
     ) -> list[Annotation]:
-        if hasattr(labels, "to_numpy") and hasattr(
-            labels, "columns"
-        ):  # a pandas DataFrame, as cleanlab takes
+        # a pandas DataFrame (as cleanlab takes): its columns name the annotators
+        if hasattr(labels, "to_numpy") and hasattr(labels, "columns"):
             if annotator_ids is None:
                 annotator_ids = [str(c) for c in labels.columns]
             labels = labels.to_numpy(dtype="float64")
@@ -692,6 +691,8 @@ class ActiveDataModule(pl.LightningDataModule):
                 raise ValueError(
                     f"example_ids has {ids.numel()} ids but pred_probs_labeled has {probs.shape[0]} rows."
                 )
+            if torch.unique(ids).numel() != ids.numel():
+                raise ValueError("example_ids must be distinct: one row of pred_probs_labeled per example.")
         else:
             after = self.store.labeled_ids()
             if probs.shape[0] == after.numel():

@@ -204,6 +204,7 @@ def test_refresh_single_labels_without_multi_labeled_examples_keeps_the_labels(b
         (torch.randn(24, K), {}, r"must be probabilities"),
         (torch.full((3, K), 1.0 / K), {"example_ids": [0, 1]}, r"example_ids has 2 ids but"),
         (None, {"example_ids": [0, 1]}, r"without pred_probs_labeled"),
+        (torch.full((2, K), 1.0 / K), {"example_ids": [4, 4]}, r"example_ids must be distinct"),
     ],
 )
 def test_refresh_errors(blobs, probs, kwargs, match):

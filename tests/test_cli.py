@@ -202,3 +202,30 @@ def test_shipped_configs_parse(name, capsys):
         cfg = parser.parse_args(["--config", str(path)])
     assert cfg.model.class_path.startswith("activelab_lightning.models.")
     assert cfg.loop.rounds >= 1
+
+
+@pytest.mark.slow
+def test_quickstart_config_with_offline_wandb(tmp_path, monkeypatch, capsys):
+    """The quickstart config in-process (2 short rounds): per-round table, PNG, round log, offline W&B run."""
+    import _wandb_reader
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    loggers = json.dumps([
+        {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path), "name": "csv"}},
+        {"class_path": "lightning.pytorch.loggers.WandbLogger",
+         "init_args": {"save_dir": str(tmp_path), "project": "activelab-quickstart", "offline": True}},
+    ])
+    argv = ["run", "--config", str(QUICKSTART), "--out_dir", str(tmp_path), "--loop.rounds", "2",
+            "--trainer.max_epochs", "2", "--trainer.logger", loggers]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "round 0" in out and "round 1" in out and "all rounds" in out
+    assert (tmp_path / "learning_curve.png").exists()
+    assert [r["round"] for r in read_round_log(tmp_path / "labels.sqlite.rounds.jsonl")] == [0, 1]
+    rows = _wandb_reader.history_rows(_wandb_reader.wait_until_complete(tmp_path))
+    logged = [r for r in rows if "activelab/num_annotations" in r]
+    assert [r["activelab/round"] for r in logged] == [0, 1]
+    tests = [r["activelab/test/acc"] for r in rows if "activelab/test/acc" in r]
+    assert len(tests) == 2 and all(0.0 <= t <= 1.0 for t in tests)
+    assert len(_wandb_reader.table_files(tmp_path, "activelab/selected")) == 2

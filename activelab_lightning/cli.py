@@ -256,7 +256,9 @@ def prepare_run(argv: Sequence[str] | None = None, *, parser: Any = None) -> Pre
     parts = init.data.build(store_path=store_path, seed=seed)
     _check_model(init.model, parts)
     oracle = init.oracle.build(parts, seed=seed) if init.oracle is not None else parts.oracle
-    reporter = Reporter(round_log_path(store_path), console=False, wandb_extras=bool(cfg.wandb_extras))
+    # the CLI prints each round itself, once the round's model is tested; the progress bar stays on
+    reporter = Reporter(round_log_path(store_path), console=False, progress=bool(cfg.console),
+                        wandb_extras=bool(cfg.wandb_extras))
     callback_kwargs = dict(vars(init.callback))
     callback = ActiveLabCallback(oracle, seed=seed, true_labels=parts.true_labels, reporter=reporter,
                                  **callback_kwargs)

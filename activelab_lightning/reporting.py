@@ -385,6 +385,7 @@ class Reporter:
             no file. Use :func:`round_log_path` for the default ``<store>.rounds.jsonl``.
         wandb_extras: Log histograms, tables and learning curves to W&B loggers.
         console: Print a summary row per round (and the full table in :meth:`finish`) with ``rich``.
+        progress: Show :meth:`track`'s progress bar on long pools (default: same as ``console``).
         progress_min_rows: :meth:`track` shows a progress bar only for pools of at least this many rows.
         prefix: Metric namespace.
 
@@ -404,6 +405,7 @@ class Reporter:
         *,
         wandb_extras: bool = True,
         console: bool = True,
+        progress: bool | None = None,
         progress_min_rows: int = 50_000,
         prefix: str = METRIC_PREFIX,
     ) -> None:
@@ -414,6 +416,7 @@ class Reporter:
         self.round_log = Path(round_log) if round_log is not None else None
         self.wandb_extras = wandb_extras
         self.console = console
+        self.progress = console if progress is None else progress
         self.progress_min_rows = progress_min_rows
         self.prefix = prefix
         self.history: list[dict[str, Any]] = []
@@ -615,12 +618,13 @@ class Reporter:
         return self._console
 
     def _print_rows(self, rows: Sequence[Mapping[str, Any]], *, title: str) -> None:
+        from rich import box
         from rich.table import Table
 
-        table = Table(title=title, title_justify="left")
-        for column in ("round", "annot.", "labeled", "new", "re-label", "pending",
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("round", "annot.", "labeled", "new", "relabel", "pending",
                        "cons. acc", "test acc", "sec"):
-            table.add_column(column, justify="right")
+            table.add_column(column, justify="right", min_width=len(column), no_wrap=True)
 
         def fmt(value: Any, spec: str = "") -> str:
             return "–" if value is None else format(value, spec)
@@ -638,7 +642,7 @@ class Reporter:
         """Wrap a batch iterator in a ``rich`` progress bar (long pools only).
 
         The bar advances by the number of rows of each item: ``len(item[0])`` for tuples such as
-        ``(ids, probs)``, else ``len(item)``. It is shown only when ``console`` is on and
+        ``(ids, probs)``, else ``len(item)``. It is shown only when ``progress`` is on and
         ``total >= progress_min_rows``; otherwise the iterable is returned as is.
 
         Args:
@@ -655,7 +659,7 @@ class Reporter:
             >>> [len(b[0]) for b in Reporter(console=False).track(batches, total=5)]
             [3, 2]
         """
-        if not self.console or total < self.progress_min_rows:
+        if not self.progress or total < self.progress_min_rows:
             return _NullProgress(iterable)
         return self._progress(iterable, total, description)
 

@@ -190,6 +190,8 @@ def test_console_table_and_progress(capsys):
     batches = [(torch.arange(3), None), (torch.arange(2), None)]
     assert [len(b[0]) for b in reporter.track(batches, total=5)] == [3, 2]
     assert list(Reporter(console=False).track([1, 2], total=10**9)) == [1, 2]
+    quiet_table = Reporter(console=False, progress=True, progress_min_rows=0)
+    assert [len(b[0]) for b in quiet_table.track(batches, total=5)] == [3, 2]
 
 
 def test_plot_learning_curve_writes_png(tmp_path):

@@ -16,6 +16,7 @@ Conventions:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -171,6 +172,9 @@ def as_probabilities(
         )
     if t.numel() == 0:
         return t
+    sums = t.sum(-1)
+    if bool((t >= 0).all()) and bool(((sums - 1).abs() <= _ROW_SUM_TOL).all()):
+        return t  # fast path: one comparison pass and one sum (NaN fails ">= 0", inf the sum)
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         where = bad.nonzero()[0].tolist()
@@ -185,15 +189,13 @@ def as_probabilities(
             f"{name} contains negative values (e.g. {t[tuple(where)].item()} at index "
             f"{tuple(where)}); pass probabilities in [0, 1] (did you pass logits? apply softmax)."
         )
-    sums = t.sum(-1)
     off = (sums - 1).abs() > _ROW_SUM_TOL
-    if bool(off.any()):
-        where = off.nonzero()[0].tolist()
-        raise ValueError(
-            f"rows of {name} must sum to 1, but row {tuple(where)} sums to "
-            f"{sums[tuple(where)].item():.6g}; did you pass logits? Apply softmax over the class "
-            "dimension first."
-        )
+    where = off.nonzero()[0].tolist()
+    raise ValueError(
+        f"rows of {name} must sum to 1, but row {tuple(where)} sums to "
+        f"{sums[tuple(where)].item():.6g}; did you pass logits? Apply softmax over the class "
+        "dimension first."
+    )
     return t
 
 
@@ -202,7 +204,8 @@ class LabelMatrix:
     """A validated ``(N, M)`` multi-annotator label matrix.
 
     Attributes:
-        index: ``(N, M')`` int64, class index or ``-1`` where missing (kept annotators only).
+        index: ``(N, M')`` int64 class index, 0 where missing -- gather-safe; always combine
+            with ``mask`` (kept annotators only).
         mask: ``(N, M')`` bool, True where annotator j labeled example i.
         columns: ``(M',)`` int64, position of each kept annotator in the input's columns.
         num_input_columns: ``M``, the number of columns of the input (dropped ones included).
@@ -215,6 +218,11 @@ class LabelMatrix:
     num_input_columns: int
     num_annotations: Tensor
 
+    @cached_property
+    def maskf(self) -> Tensor:
+        """``mask`` as float64 (cached; used in matrix-vector products)."""
+        return self.mask.to(torch.float64)
+
     @property
     def num_examples(self) -> int:
         return self.index.shape[0]
@@ -226,6 +234,32 @@ class LabelMatrix:
     @property
     def max_label(self) -> int:
         return int(self.index.max().item())
+
+
+def _raise_bad_labels(vals: Tensor, name: str, num_classes: int | None) -> None:
+    """Explain why the present (non-NaN) labels ``vals`` are invalid (error path only)."""
+    inf = torch.isinf(vals)
+    if bool(inf.any()):
+        raise ValueError(
+            f"{name} contains {vals[inf][0].item()}; use NaN for a missing label and class "
+            "indices 0..K-1 otherwise."
+        )
+    frac = vals != torch.floor(vals)
+    if bool(frac.any()):
+        raise ValueError(
+            f"{name} must hold integer class indices (NaN for missing), got {vals[frac][0].item()}; "
+            "encode classes as 0..K-1 (did you pass probabilities instead of labels?)."
+        )
+    if bool((vals < 0).any()):
+        raise ValueError(
+            f"{name} must hold class indices >= 0 (NaN for missing), got {vals.min().item():g}. "
+            "Use NaN, not -1, for missing labels."
+        )
+    raise ValueError(
+        f"{name} contains class {vals.max().item():g} but pred_probs has only K = "
+        f"{num_classes} classes (valid labels are 0..{num_classes - 1}); check the class "
+        "encoding or the model's output size."
+    )
 
 
 def as_label_matrix(
@@ -267,34 +301,15 @@ def as_label_matrix(
             f"{name} is empty (shape {tuple(t.shape)}); pass at least one labeled example and one "
             "annotator column (or labels=None to score unlabeled examples only)."
         )
-    present = ~torch.isnan(t)
-    vals = t[present]
-    inf = torch.isinf(vals)
-    if bool(inf.any()):
-        raise ValueError(
-            f"{name} contains {vals[inf][0].item()}; use NaN for a missing label and class "
-            "indices 0..K-1 otherwise."
-        )
-    frac = vals != torch.floor(vals)
-    if bool(frac.any()):
-        raise ValueError(
-            f"{name} must hold integer class indices (NaN for missing), got {vals[frac][0].item()}; "
-            "encode classes as 0..K-1 (did you pass probabilities instead of labels?)."
-        )
-    if bool((vals < 0).any()):
-        raise ValueError(
-            f"{name} must hold class indices >= 0 (NaN for missing), got {vals.min().item():g}. "
-            "Use NaN, not -1, for missing labels."
-        )
-    if num_classes is not None and vals.numel() and bool((vals >= num_classes).any()):
-        raise ValueError(
-            f"{name} contains class {vals.max().item():g} but pred_probs has only K = "
-            f"{num_classes} classes (valid labels are 0..{num_classes - 1}); check the class "
-            "encoding or the model's output size."
-        )
-    n_per_row = present.sum(1)
-    empty_rows = (n_per_row == 0).nonzero().flatten()
-    if empty_rows.numel():
+    present = t == t  # False for NaN
+    v = torch.nan_to_num(t, nan=0.0)  # missing -> class 0: gather-safe, always used with mask
+    upper = float("inf") if num_classes is None else num_classes
+    lo, hi = torch.aminmax(v)
+    if float(lo) < 0 or float(hi) >= upper or float(torch.frac(v).abs_().amax()) != 0:
+        _raise_bad_labels(t[present], name, num_classes)
+    n_per_row = present.view(torch.uint8).sum(1, dtype=torch.int64)
+    if not bool((n_per_row > 0).all()):
+        empty_rows = (n_per_row == 0).nonzero().flatten()
         raise ValueError(
             f"{name} has examples with no label at all (rows {_preview(empty_rows)}); remove them "
             "from the labeled set and pass their pred_probs as pred_probs_unlabeled instead."
@@ -302,10 +317,9 @@ def as_label_matrix(
     keep = present.any(0)
     columns = keep.nonzero().flatten()
     if not bool(keep.all()):
-        t = t[:, keep]
+        v = v[:, keep]
         present = present[:, keep]
-    index = torch.where(present, t, torch.zeros((), dtype=t.dtype)).to(torch.int64)
-    index = index.masked_fill(~present, -1)
+    index = v.to(torch.int64)
     if device is not None:
         index, present, n_per_row = index.to(device), present.to(device), n_per_row.to(device)
     return LabelMatrix(

@@ -119,7 +119,7 @@ def _agreement_result(
         consensus_quality=alpha,
         annotator_agreement=alpha,
         num_annotations=lm.num_annotations,
-        posterior=post,
+        _posterior_fn=lambda: post,
         model_weight=float("nan"),
         annotator_weight=torch.where(used, 1.0, nan),
         annotator_mask=used,
@@ -221,7 +221,7 @@ def get_label_quality_multiannotator(
     out: dict[str, Any] = {"label_quality": pd.DataFrame(columns, index=index)}
     if return_detailed_quality:
         detailed = np.full((lm.num_examples, lm.num_input_columns), np.nan)
-        q = main.posterior.gather(1, lm.index.clamp(min=0))
+        q = main.posterior.gather(1, lm.index)
         detailed[:, _numpy(lm.columns)] = np.where(_numpy(lm.mask), _numpy(q), np.nan)
         out["detailed_label_quality"] = pd.DataFrame(
             detailed, columns=[f"quality_annotator_{i}" for i in ids], index=index

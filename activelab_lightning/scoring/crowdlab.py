@@ -16,15 +16,16 @@ two posterior values lie within rounding distance are recomputed in cleanlab's s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Callable, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ._validation import ArrayLike, LabelMatrix, as_label_matrix, as_probabilities, make_generator
-from .majority_vote import _first_true, _majority_vote, label_counts
+from .majority_vote import _count_true, _first_true, _majority_vote, label_counts
 
 __all__ = [
     "ConsensusMethod",
@@ -50,7 +51,6 @@ class CrowdlabResult:
         consensus_quality: ``(N,)`` posterior probability of the consensus class (``Q_i``).
         annotator_agreement: ``(N,)`` fraction of example i's annotators that chose the consensus.
         num_annotations: ``(N,)`` int64 labels per example.
-        posterior: ``(N, K)`` CROWDLAB posterior class probabilities (soft consensus targets).
         model_weight: The model's weight ``w_M`` (float), or ``(P,)`` per member for an ensemble.
         annotator_weight: ``(M,)`` weight of each annotator; NaN for columns without any label.
         annotator_mask: ``(M,)`` bool, True for columns that were used (have >= 1 label).
@@ -58,19 +58,26 @@ class CrowdlabResult:
         consensus_likelihood: ``λ``, mean agreement with the consensus on multi-labeled examples.
         annotator_agreement_with_others: ``(M,)`` agreement ``a_j`` of each annotator with the
             others (NaN for unused columns).
+        posterior: ``(N, K)`` CROWDLAB posterior class probabilities (soft consensus targets);
+            computed on first access.
     """
 
     consensus_label: Tensor
     consensus_quality: Tensor
     annotator_agreement: Tensor
     num_annotations: Tensor
-    posterior: Tensor
     model_weight: float | Tensor
     annotator_weight: Tensor
     annotator_mask: Tensor
     majority_vote_label: Tensor
     consensus_likelihood: float
     annotator_agreement_with_others: Tensor
+    _posterior_fn: Callable[[], Tensor] = field(repr=False, compare=False)
+
+    @cached_property
+    def posterior(self) -> Tensor:
+        """``(N, K)`` posterior class probabilities (rows sum to 1)."""
+        return self._posterior_fn()
 
     @property
     def mean_model_weight(self) -> float:
@@ -86,13 +93,18 @@ class CrowdlabResult:
 
 @dataclass(frozen=True)
 class _Stats:
-    post: Tensor  # (N, K)
-    row_weight: Tensor  # (N,) sum of the row's annotator weights
-    w: Tensor  # (M',)
-    w_model: Tensor  # (P,) float64
+    """Consensus statistics for one consensus vector (spec §5.1-5.3)."""
+
+    w: Tensor  # (M',) annotator weights
+    w_model: Tensor  # (P,) float64 model weights
     lam: float
     nu: float
-    alpha: Tensor  # (N,)
+    alpha: Tensor  # (N,) agreement with the consensus
+    row_weight: Tensor  # (N,) sum of the row's annotator weights
+
+    @property
+    def total_model_weight(self) -> float:
+        return float(self.w_model.sum().item())
 
 
 def _np_mean(values: Tensor) -> float:
@@ -100,24 +112,35 @@ def _np_mean(values: Tensor) -> float:
     return float(np.mean(values.detach().cpu().numpy()))
 
 
+# a/b*b == a holds in float64 for every 0 <= a <= b < 22 (checked exhaustively): the
+# per-example products of cleanlab's weighted mean below are then integers and sum exactly.
+_EXACT_PRODUCTS_BELOW = 22
+
+
 def _annotator_agreement(lm: LabelMatrix, counts: Tensor) -> Tensor:
     """``a_j``: fraction of (co-)labels of the other annotators that match annotator j's label.
 
-    Evaluated as cleanlab does -- an ``(n_i - 1)``-weighted mean of per-example fractions -- so
-    the weights are bit-identical (they decide exact posterior ties).
+    cleanlab evaluates it as an ``(n_i - 1)``-weighted mean of the per-example fractions
+    ``(same_ij - 1) / (n_i - 1)``; the products ``fraction · (n_i - 1)`` are integers (exact sums,
+    any order) except for a few ``n_i >= 23`` cases, where the annotator's products are summed
+    in numpy's pairwise order, so the weights are bit-identical to cleanlab's. O(N·M).
     """
-    same = counts.gather(1, lm.index.clamp(min=0)).to(torch.float64)
-    m = lm.mask
-    nm1 = (lm.num_annotations - 1).to(torch.float64)[:, None]
-    frac = torch.where(m & (nm1 > 0), (same - 1) / nm1.clamp(min=1), 0.0)
-    prod = torch.where(m, frac * nm1, 0.0)
-    den = (nm1 * m).sum(0)
-    num = prod.sum(0)  # exact when every product is an integer
-    inexact = ((prod != prod.round()) & m).any(0).nonzero().flatten().tolist()
-    if inexact:
-        prod_np, m_np = prod.cpu().numpy(), m.cpu().numpy()
-        for j in inexact:  # numpy's pairwise order over the annotator's examples
-            num[j] = float(np.sum(prod_np[m_np[:, j], j]))
+    # (annotator, example) entries grouped by annotator, examples ascending (cleanlab's order)
+    mask_t = lm.mask.T.contiguous()
+    same = counts.gather(1, lm.index).T.contiguous()[mask_t].to(torch.float64)
+    b = (lm.num_annotations - 1).to(torch.float64)[None, :].expand_as(mask_t)[mask_t]
+    den = lm.maskf.T @ (lm.num_annotations - 1).to(torch.float64)  # exact: integer sums
+    per_col = _count_true(mask_t, 1)
+    if float(b.max()) < _EXACT_PRODUCTS_BELOW:
+        cols = torch.repeat_interleave(torch.arange(lm.num_annotators, device=b.device), per_col)
+        num = torch.zeros_like(den).index_add_(0, cols, same - 1)
+    else:
+        prod = (torch.where(b > 0, (same - 1) / b.clamp(min=1), 0.0) * b).cpu().numpy()
+        bounds = [0, *per_col.cumsum(0).tolist()]
+        num = torch.tensor(
+            [float(np.sum(prod[bounds[j] : bounds[j + 1]])) for j in range(lm.num_annotators)],
+            dtype=torch.float64,
+        ).to(den.device)
     a = torch.where(den > 0, num / den.clamp(min=1), float("nan"))
     nan = torch.isnan(a)
     if bool(nan.any()):
@@ -126,9 +149,9 @@ def _annotator_agreement(lm: LabelMatrix, counts: Tensor) -> Tensor:
 
 
 def _consensus_stats(
-    lm: LabelMatrix, counts: Tensor, multi: Tensor, probs: Tensor, c: Tensor, a: Tensor
+    lm: LabelMatrix, counts: Tensor, multi: Tensor, model_pred: Tensor, c: Tensor, a: Tensor, k: int
 ) -> _Stats:
-    k = probs.shape[-1]
+    """Weights and likelihoods for consensus ``c``; ``model_pred`` is ``(P, N)`` argmax classes."""
     n = lm.num_annotations.to(torch.float64)
     alpha = counts.gather(1, c[:, None]).squeeze(1).to(torch.float64) / n
     lam = _np_mean(alpha[multi])
@@ -137,23 +160,57 @@ def _consensus_stats(
     c_hat = torch.bincount(cm, minlength=k).argmax()
     e0 = max(float((cm != c_hat).to(torch.float64).mean().item()), _CLIP)
     w = (1.0 - (1.0 - a) / e0).clamp(min=_CLIP)
-    sqrt_n = math.sqrt(float(n.mean().item()))
+    sqrt_n = math.sqrt(_np_mean(n))
     w_model = []
-    for p in range(probs.shape[0]):
-        e_m = float((probs[p][multi].argmax(1) != cm).to(torch.float64).mean().item())
+    for p in range(model_pred.shape[0]):
+        e_m = float((model_pred[p][multi] != cm).to(torch.float64).mean().item())
         w_model.append(max(1.0 - e_m / e0, _CLIP) * sqrt_n)
-    wm = torch.tensor(w_model, dtype=torch.float64)
-    dt = probs.dtype
-    wmask = torch.where(lm.mask, w.to(dt), torch.zeros((), dtype=dt, device=probs.device))
-    row_weight = wmask.sum(1)
-    votes = torch.zeros(lm.num_examples, k, dtype=dt, device=probs.device)
-    votes.scatter_add_(1, lm.index.clamp(min=0), wmask)
-    num = probs[0] * w_model[0]
-    for p in range(1, probs.shape[0]):
-        num.add_(probs[p], alpha=w_model[p])
-    num.add_(row_weight[:, None], alpha=nu).add_(votes, alpha=lam - nu)
-    post = num.div_((row_weight + float(wm.sum().item()))[:, None])
-    return _Stats(post=post, row_weight=row_weight, w=w, w_model=wm, lam=lam, nu=nu, alpha=alpha)
+    row_weight = lm.maskf @ w.to(n.device)
+    return _Stats(
+        w=w,
+        w_model=torch.tensor(w_model, dtype=torch.float64),
+        lam=lam,
+        nu=nu,
+        alpha=alpha,
+        row_weight=row_weight,
+    )
+
+
+def _model_term(probs: Tensor, st: _Stats) -> Tensor:
+    """``Σ_p w_M^(p) · r^(p)``, a new ``(N, K)`` tensor."""
+    wm = st.w_model.tolist()
+    out = probs[0] * wm[0]
+    for p in range(1, len(wm)):
+        out.add_(probs[p], alpha=wm[p])
+    return out
+
+
+def _annotator_scatter(lm: LabelMatrix, st: _Stats, dtype: torch.dtype) -> Tensor:
+    """``(N, M')`` annotator weights where labeled, 0 elsewhere."""
+    return lm.maskf.to(dtype) * st.w.to(device=lm.mask.device, dtype=dtype)
+
+
+def _posterior(lm: LabelMatrix, probs: Tensor, st: _Stats) -> Tensor:
+    """Fast ``(N, K)`` posterior: ``(Σ_p w_M r + ν·W_i + (λ-ν)·V[i,k]) / (W_i + Σ_p w_M)``."""
+    post = _model_term(probs, st)
+    post.add_(st.row_weight.to(post.dtype)[:, None], alpha=st.nu)
+    wl = _annotator_scatter(lm, st, post.dtype) * (st.lam - st.nu)
+    post.scatter_add_(1, lm.index, wl)
+    return post.div_((st.row_weight.to(post.dtype) + st.total_model_weight)[:, None])
+
+
+def _quality(lm: LabelMatrix, probs: Tensor, st: _Stats, c: Tensor) -> Tensor:
+    """``post[i, c_i]`` in O(N·M + P·N) without forming the posterior."""
+    wm = st.w_model.tolist()
+    cc = c[:, None]
+    num = probs[0].gather(1, cc).squeeze(1) * wm[0]
+    for p in range(1, len(wm)):
+        num += probs[p].gather(1, cc).squeeze(1) * wm[p]
+    rw = st.row_weight.to(num.dtype)
+    num += rw * st.nu
+    votes = ((lm.index == cc) & lm.mask).to(num.dtype) @ st.w.to(device=num.device, dtype=num.dtype)
+    num += votes * (st.lam - st.nu)
+    return num / (rw + st.total_model_weight)
 
 
 def _exact_posterior_ensemble(rows: Tensor, lm: LabelMatrix, probs: Tensor, st: _Stats) -> Tensor:
@@ -196,14 +253,21 @@ def _exact_posterior(rows: Tensor, lm: LabelMatrix, probs: Tensor, st: _Stats) -
     return num / (den + wm[0])[:, None]
 
 
-def _best_quality(
-    lm: LabelMatrix, probs: Tensor, st: _Stats, fallback: Tensor
-) -> Tensor:
-    """``argmax post`` where unique (exact), else ``fallback`` (the majority vote)."""
-    post = st.post
-    c = post.argmax(1)
-    top2 = post.topk(2, dim=1).values
-    near = ((top2[:, 0] - top2[:, 1]) <= _TIE_TOL).nonzero().flatten()
+def _best_quality(lm: LabelMatrix, probs: Tensor, st: _Stats, fallback: Tensor) -> Tensor:
+    """``argmax_k post[i, k]`` where the maximum is unique (exactly), else ``fallback[i]``.
+
+    The argmax is taken on ``Σ_p w_M r + (λ-ν)·V`` (the posterior up to a per-row shift and
+    positive scale); rows whose top two values lie within rounding distance are recomputed
+    in cleanlab's summation order and compared with exact equality.
+    """
+    score = _model_term(probs, st)
+    wl = _annotator_scatter(lm, st, score.dtype) * (st.lam - st.nu)
+    score.scatter_add_(1, lm.index, wl)
+    top, c = score.max(1)
+    score.scatter_(1, c[:, None], float("-inf"))
+    second = score.amax(1)
+    den = st.row_weight.to(score.dtype) + st.total_model_weight
+    near = ((top - second) <= _TIE_TOL * den).nonzero().flatten()
     if near.numel():
         exact = _exact_posterior(near, lm, probs, st)
         is_max = exact == exact.amax(1, keepdim=True)
@@ -238,12 +302,13 @@ def _run_crowdlab(
     mean_probs = probs[0] if probs.shape[0] == 1 else probs.mean(0)
     mv = _majority_vote(lm, counts, mean_probs, make_generator(generator))
     a = _annotator_agreement(lm, counts)
-    st = _consensus_stats(lm, counts, multi, probs, mv, a)
+    model_pred = torch.stack([probs[p].argmax(1) for p in range(probs.shape[0])])
+    st = _consensus_stats(lm, counts, multi, model_pred, mv, a, k)
     c = mv
     if consensus_method == "best_quality":
         c = _best_quality(lm, probs, st, mv)
-        st = _consensus_stats(lm, counts, multi, probs, c, a)
-    quality = st.post.gather(1, c[:, None]).squeeze(1)
+        st = _consensus_stats(lm, counts, multi, model_pred, c, a, k)
+    quality = _quality(lm, probs, st, c)
     m_in = lm.num_input_columns
     w_full = torch.full((m_in,), float("nan"), dtype=torch.float64)
     w_full[lm.columns] = st.w.cpu()
@@ -251,18 +316,19 @@ def _run_crowdlab(
     a_full[lm.columns] = a.cpu()
     used = torch.zeros(m_in, dtype=torch.bool)
     used[lm.columns] = True
+    final = st
     result = CrowdlabResult(
         consensus_label=c,
         consensus_quality=quality,
         annotator_agreement=st.alpha,
         num_annotations=lm.num_annotations,
-        posterior=st.post,
         model_weight=float(st.w_model[0]) if probs.shape[0] == 1 else st.w_model,
         annotator_weight=w_full,
         annotator_mask=used,
         majority_vote_label=mv,
         consensus_likelihood=st.lam,
         annotator_agreement_with_others=a_full,
+        _posterior_fn=lambda: _posterior(lm, probs, final),
     )
     return result, st
 
@@ -390,7 +456,7 @@ def annotator_stats(labels: ArrayLike, result: CrowdlabResult) -> AnnotatorStats
         )
     dt = torch.float64
     c = result.consensus_label
-    idx, msk = lm.index.clamp(min=0), lm.mask
+    idx, msk = lm.index, lm.mask
     m = lm.num_annotators
     mskf = msk.to(dt)
     count = mskf.sum(0)

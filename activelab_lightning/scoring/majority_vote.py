@@ -17,10 +17,10 @@ from ._validation import ArrayLike, LabelMatrix, as_label_matrix, as_probabiliti
 __all__ = ["majority_vote", "label_counts"]
 
 
-def label_counts(lm: LabelMatrix, num_classes: int, dtype: torch.dtype = torch.int64) -> Tensor:
+def label_counts(lm: LabelMatrix, num_classes: int, dtype: torch.dtype = torch.int32) -> Tensor:
     """``(N, K)`` number of annotators that gave class k to example i (an O(N·M) scatter)."""
     counts = torch.zeros(lm.num_examples, num_classes, dtype=dtype, device=lm.index.device)
-    counts.scatter_add_(1, lm.index.clamp(min=0), lm.mask.to(dtype))
+    counts.scatter_add_(1, lm.index, lm.mask.to(dtype))
     return counts
 
 
@@ -37,6 +37,11 @@ def _keep_extreme(cand: Tensor, values: Tensor, *, largest: bool) -> Tensor:
     return torch.where(none_left, cand, kept)
 
 
+def _count_true(mask: Tensor, dim: int) -> Tensor:
+    """Number of True per row/column (int64); ~10x faster than ``bool.sum`` on CPU."""
+    return mask.view(torch.uint8).sum(dim, dtype=torch.int64)
+
+
 def _first_true(mask: Tensor) -> Tensor:
     return mask.to(torch.uint8).argmax(1)
 
@@ -48,10 +53,9 @@ def _majority_vote(
     generator: torch.Generator,
 ) -> Tensor:
     """Majority vote on validated inputs; ``counts`` from :func:`label_counts`, ``probs`` (N, K)."""
-    top = counts.amax(1, keepdim=True)
-    cand = counts == top
-    n_tied = cand.sum(1)
-    label = _first_true(cand)
+    top, label = counts.max(1)
+    cand = counts == top[:, None]
+    n_tied = _count_true(cand, 1)
     tied = (n_tied > 1).nonzero().flatten()
     if tied.numel() == 0:
         return label
@@ -76,7 +80,7 @@ def _majority_vote(
         nan = torch.isnan(g)
         if bool(nan.any()) and not bool(nan.all()):
             g = torch.where(nan, float(np.mean(g[~nan].cpu().numpy())), g)
-        idx = lm.index[rows].clamp(min=0)
+        idx = lm.index[rows]
         msk = lm.mask[rows]
         gsum = torch.zeros(rows.numel(), counts.shape[1], dtype=torch.float64, device=counts.device)
         for j in range(lm.num_annotators):  # column order keeps sums tie-exact

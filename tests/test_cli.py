@@ -229,3 +229,27 @@ def test_quickstart_config_with_offline_wandb(tmp_path, monkeypatch, capsys):
     tests = [r["activelab/test/acc"] for r in rows if "activelab/test/acc" in r]
     assert len(tests) == 2 and all(0.0 <= t <= 1.0 for t in tests)
     assert len(_wandb_reader.table_files(tmp_path, "activelab/selected")) == 2
+
+
+@pytest.mark.slow
+def test_human_answers_by_file_exit_75_then_resume(tmp_path, capsys):
+    """A FileAnswers oracle stops the run with exit 75 until the answers file is filled in."""
+    import csv
+
+    from activelab_lightning.errors import EXIT_WAITING_FOR_LABELS
+
+    human = tmp_path / "human"
+    argv = tiny(tmp_path / "out", "--loop.rounds", "1", "--trainer.max_epochs", "1", "--callback.query_size", "3",
+                "--oracle", "activelab_lightning.experiments.FileAnswers", "--oracle.directory", str(human))
+    assert main(argv) == EXIT_WAITING_FOR_LABELS
+    assert "waiting for 3 labels" in capsys.readouterr().err
+    with open(human / "requests" / "round_000.csv", newline="") as fh:
+        requests = list(csv.DictReader(fh))
+    with open(human / "answers.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["example_id", "annotator_id", "label"])
+        writer.writerows([[r["example_id"], "alice", "Move-Forward"] for r in requests])
+    assert main(argv) == 0
+    (record,) = read_round_log(tmp_path / "out" / "labels.sqlite.rounds.jsonl")
+    assert sorted(a["example_id"] for a in record["answers"]) == sorted(int(r["example_id"]) for r in requests)
+    assert {a["annotator_id"] for a in record["answers"]} == {"alice"}

@@ -23,8 +23,11 @@ Example::
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -71,6 +74,7 @@ def build_run_parser() -> Any:
         description="Run a multi-round ActiveLab experiment (resumes from the store in out_dir).",
         env_prefix="ACTIVELAB",
         default_env=False,
+        exit_on_error=False,
     )
     parser.add_argument("--config", action=ActionConfigFile, help="YAML config (class_path/init_args).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the model init, data draws, selections.")
@@ -193,6 +197,45 @@ def _loggers(value: Any, out_dir: Path) -> list:
     return items
 
 
+_UNKNOWN_KEY_PATTERNS = (
+    re.compile(r"Group '(?P<group>[\w.]+)' does not accept option '(?P<key>[\w.]+)'"),
+    re.compile(r"Option '(?P<key>[\w.]+)' is not accepted"),
+    re.compile(r"unrecognized arguments: --(?P<key>[\w.]+)"),
+    re.compile(r"Key '(?P<key>[\w.]+)' is not expected"),
+)
+
+
+def _explain_parse_error(parser: Any, message: str) -> str:
+    """jsonargparse's message, plus "did you mean ..." for a misspelled key."""
+    known: set[str] = set()
+    for key in parser.get_defaults().keys():
+        parts = key.split(".")
+        known.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+    for pattern in _UNKNOWN_KEY_PATTERNS:
+        match = pattern.search(message)
+        if match is None:
+            continue
+        key = match.group("key")
+        group = match.groupdict().get("group")
+        if group:
+            key = f"{group}.{key}"
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        group_keys = sorted(k for k in known if k.startswith(f"{key.rsplit('.', 1)[0]}.") and "." in key)
+        listing = f" Valid keys there: {', '.join(group_keys)}." if group_keys and len(group_keys) <= 40 else ""
+        return f"unknown config key '{key}'.{hint}{listing} (`activelab run --help` lists every option.)"
+    match = re.search(r"module '(?P<module>[\w.]+)' has no attribute '(?P<name>\w+)'", message)
+    if match is not None:
+        try:
+            names = [n for n in dir(importlib.import_module(match.group("module"))) if not n.startswith("_")]
+        except ImportError:
+            names = []
+        close = difflib.get_close_matches(match.group("name"), names, n=1, cutoff=0.6)
+        if close:
+            message = (f"{message.strip()}\nDid you mean class_path: {match.group('module')}.{close[0]}?")
+    return message.strip() + " (`activelab run --help` lists every option.)"
+
+
 def _check_model(model: Any, parts: Any) -> None:
     """One forward pass on two pool examples: catches input/class mismatches before training."""
     import torch
@@ -241,7 +284,10 @@ def prepare_run(argv: Sequence[str] | None = None, *, parser: Any = None) -> Pre
     from activelab_lightning.reporting import Reporter, round_log_path
 
     parser = parser or build_run_parser()
-    cfg = parser.parse_args(list(argv) if argv is not None else sys.argv[2:])
+    try:
+        cfg = parser.parse_args(list(argv) if argv is not None else sys.argv[2:])
+    except argparse.ArgumentError as err:
+        raise ConfigError(_explain_parse_error(parser, str(err))) from None
     seed = int(cfg.seed)
     pl.seed_everything(seed, workers=True, verbose=False)  # the model's initial weights
     init = _instantiate(parser, cfg)

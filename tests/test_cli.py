@@ -91,15 +91,19 @@ def expect_error(argv: list[str], capsys, *needles: str) -> str:
 def test_misspelled_key_is_named(tmp_path, capsys):
     bad = write(tmp_path, "callback:\n  query_sise: 10\n")
     expect_error(["run", "--config", str(QUICKSTART), "--config", str(bad), "--out_dir", str(tmp_path / "o")],
-                 capsys, "query_sise")
+                 capsys, "callback.query_sise", "Did you mean 'callback.query_size'?")
     assert not (tmp_path / "o").exists()  # nothing built, nothing trained
 
 
 def test_misspelled_class_path_is_named(tmp_path, capsys):
     bad = write(tmp_path, "model:\n  class_path: activelab_lightning.models.MLPClassifer\n")
     expect_error(["run", "--config", str(QUICKSTART), "--config", str(bad), "--out_dir", str(tmp_path / "o")],
-                 capsys, "MLPClassifer")
+                 capsys, "MLPClassifer", "Did you mean class_path: activelab_lightning.models.MLPClassifier?")
     assert not (tmp_path / "o").exists()
+
+
+def test_misspelled_command_line_option_is_named(tmp_path, capsys):
+    expect_error(tiny(tmp_path / "o", "--loops.rounds", "3"), capsys, "loops.rounds", "Did you mean 'loop.rounds'?")
 
 
 def test_wrong_type_names_key_and_expected_type(tmp_path, capsys):

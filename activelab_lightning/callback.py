@@ -557,8 +557,11 @@ class ActiveLabCallback(pl.Callback):
         seen = 0
         for parts in stream:
             batch_ids = parts[0][0]
-            probs = [self._check_probs(p, num_classes, "unlabeled pool") for _, p in parts]
+            probs = [self._check_probs(p, num_classes, "unlabeled pool", finite=False) for _, p in parts]
             seen += int(batch_ids.numel())
+            if not buffered and batch_ids.numel() == size:  # the usual case: nothing to re-cut
+                yield batch_ids, torch.stack(probs) if stack else probs[0]
+                continue
             buffer_ids.append(batch_ids)
             buffer_probs.append(torch.stack(probs) if stack else probs[0])
             buffered += int(batch_ids.numel())
@@ -806,7 +809,9 @@ class ActiveLabCallback(pl.Callback):
         return datamodule
 
     @staticmethod
-    def _check_probs(probs: Any, num_classes: int, where: str, rows: int | None = None) -> torch.Tensor:
+    def _check_probs(
+        probs: Any, num_classes: int, where: str, rows: int | None = None, *, finite: bool = True
+    ) -> torch.Tensor:
         probs = torch.as_tensor(probs).detach().to("cpu", torch.float64)
         if probs.ndim != 2 or probs.shape[1] != num_classes or (rows is not None and probs.shape[0] != rows):
             want = f"({rows if rows is not None else 'B'}, {num_classes})"
@@ -815,7 +820,7 @@ class ActiveLabCallback(pl.Callback):
                 f"class of the store), but got shape {tuple(probs.shape)}. If the module does not return "
                 f"(B, K) logits, pass `predict_fn=` (or define `predict_proba`)."
             )
-        if probs.numel() and not bool(torch.isfinite(probs).all()):
+        if finite and probs.numel() and not bool(torch.isfinite(probs).all()):
             raise ValueError(f"Probabilities for the {where} contain NaN/inf; the model may have diverged.")
         return probs
 

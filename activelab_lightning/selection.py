@@ -454,13 +454,24 @@ class LowestK:
         """Merge one batch: ``ids (B,)``, ``scores (B,)``, optional ``extras (B, ...)``."""
         ids, scores = _check_scores(ids, scores)
         self.num_seen += int(ids.numel())
+        if extras is not None and extras.shape[0] != ids.shape[0]:
+            raise ValueError(f"`extras` has {extras.shape[0]} rows for {ids.shape[0]} ids.")
+        if self._ids.numel() >= self.k:
+            # The buffer is full and sorted: only rows scoring at most its worst score can enter
+            # (equal scores may still win on the id). Keeps each merge small.
+            if self.k == 0:
+                return
+            candidates = scores <= self._scores[-1]
+            if not bool(candidates.any()):
+                return
+            if not bool(candidates.all()):
+                ids, scores = ids[candidates], scores[candidates]
+                extras = extras[candidates.to(extras.device)] if extras is not None else None
         cat_ids = torch.cat([self._ids, ids])
         cat_scores = torch.cat([self._scores, scores])
         cat_extras = None
         if extras is not None:
             extras = extras.detach().cpu()
-            if extras.shape[0] != ids.shape[0]:
-                raise ValueError(f"`extras` has {extras.shape[0]} rows for {ids.shape[0]} ids.")
         if extras is not None or self._extras is not None:
             # rows fed without extras carry NaN rows, so ids and extras stay aligned
             like = extras if extras is not None else self._extras
@@ -471,16 +482,14 @@ class LowestK:
             if extras is None:
                 extras = torch.full((ids.numel(), *like.shape[1:]), float("nan"), dtype=like.dtype)
             cat_extras = torch.cat([previous.to(extras.dtype), extras])
-        if cat_ids.numel() > self.k:
-            keep = _lexsort_lowest(cat_ids, cat_scores, self.k)
-            cat_ids, cat_scores = cat_ids[keep], cat_scores[keep]
-            cat_extras = cat_extras[keep] if cat_extras is not None else None
+        keep = _lexsort_lowest(cat_ids, cat_scores, self.k)  # kept sorted: the last row is the worst
+        cat_ids, cat_scores = cat_ids[keep], cat_scores[keep]
+        cat_extras = cat_extras[keep] if cat_extras is not None else None
         self._ids, self._scores, self._extras = cat_ids, cat_scores, cat_extras
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(ids (k,), scores (k,))`` of the lowest ``k`` seen so far, in selection order."""
-        order = _lexsort_lowest(self._ids, self._scores, self.k)
-        return self._ids[order], self._scores[order]
+        return self._ids.clone(), self._scores.clone()
 
     def extras_of(self, ids: torch.Tensor) -> torch.Tensor | None:
         """The ``extras`` rows kept for the given (selected) ids, in that order."""

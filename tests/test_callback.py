@@ -246,6 +246,17 @@ def test_module_output_that_is_not_b_by_k_is_a_clear_error_and_the_store_is_unto
     assert list(store.iter_annotations()) == before and store.rounds() == []
 
 
+class PairsWithProba(Pairs):
+    def predict_proba(self, x):
+        return torch.softmax(TinyMLP.forward(self, x), dim=-1)
+
+
+def test_a_predict_proba_hook_is_used_when_forward_is_not_logits():
+    _, _, store, oracle, dm = make_setup()
+    fit(quiet(oracle=oracle, query_size=5), dm, model=PairsWithProba(D, K), max_epochs=1)
+    assert store.round_record(0).status == "completed"
+
+
 def test_wrong_number_of_classes_is_a_clear_error():
     _, _, store, oracle, dm = make_setup()
     with pytest.raises(ValueError, match=r"shape \(B, 3\)|K = 3|3 classes"):

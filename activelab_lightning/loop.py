@@ -315,40 +315,17 @@ class ActiveLearningLoop:
         return torch.load(path, weights_only=True)
 
 
-class _FoldItems(torch.utils.data.Dataset):
-    """Item ``i``: the model input of labeled example ``ids[i]`` and its consensus target."""
-
-    def __init__(self, datamodule: Any, positions: torch.Tensor) -> None:
-        labeled = torch.as_tensor(datamodule.labeled_ids, dtype=torch.int64)
-        self.ids = labeled[positions].tolist()
-        self.targets = torch.as_tensor(datamodule.targets)[positions]
-        self.dataset, self.input_fn = datamodule.dataset, datamodule.input_fn
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> tuple[Any, torch.Tensor]:
-        return self.input_fn(self.dataset[self.ids[i]]), self.targets[i]
-
-
 class _FoldData(pl.LightningDataModule):
-    """The training data of one CV fold: a subset of an ``ActiveDataModule``'s labeled pool, with
-    its consensus targets and its ``batch_fn`` batch format."""
+    """The training data of one CV fold: ``ActiveDataModule.labeled_subset_dataloader(positions)``
+    (consensus targets, the user's batch format, seeded shuffling, DDP sharding)."""
 
     def __init__(self, datamodule: Any, positions: torch.Tensor) -> None:
         super().__init__()
-        self.items = _FoldItems(datamodule, positions)
-        self.batch_size = int(datamodule.batch_size)
-        self.batch_fn = datamodule.batch_fn
+        self.datamodule = datamodule
+        self.positions = positions
 
-    def _collate(self, items: list[tuple[Any, torch.Tensor]]) -> Any:
-        x = torch.utils.data.default_collate([item[0] for item in items])
-        return self.batch_fn(x, torch.stack([item[1] for item in items]))
-
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(
-            self.items, batch_size=self.batch_size, shuffle=True, collate_fn=self._collate
-        )
+    def train_dataloader(self) -> Any:
+        return self.datamodule.labeled_subset_dataloader(self.positions)
 
 
 def _stratified_folds(labels: torch.Tensor, k: int, *, seed: int) -> torch.Tensor:

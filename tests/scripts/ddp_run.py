@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--query", type=int, default=15)
     parser.add_argument("--strategy", default="activelab")
+    parser.add_argument("--cv-folds", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -75,7 +76,7 @@ def main() -> None:
         strategy="ddp" if args.devices > 1 else "auto",
     )
     loop = ActiveLearningLoop(model, dm, callback, trainer_kwargs=trainer_kwargs, rounds=args.rounds,
-                              test_each_round=False)
+                              test_each_round=False, cv_folds=args.cv_folds)
     loop.run()
 
     rank = int(os.environ.get("LOCAL_RANK", 0))

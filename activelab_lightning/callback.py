@@ -41,8 +41,9 @@ import dataclasses
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -174,7 +175,9 @@ class ActiveLabCallback(pl.Callback):
                 f"ActiveLabCallback(temperature_objective={temperature_objective!r}): must be 'class-position' "
                 f"or 'cleanlab-2.9'."
             )
-        if unlabeled_subsample is not None and (not isinstance(unlabeled_subsample, int) or unlabeled_subsample <= 0):
+        if unlabeled_subsample is not None and (
+            not isinstance(unlabeled_subsample, int) or unlabeled_subsample <= 0
+        ):
             raise ValueError(
                 f"ActiveLabCallback(unlabeled_subsample={unlabeled_subsample!r}): must be None or a positive int."
             )
@@ -318,7 +321,9 @@ class ActiveLabCallback(pl.Callback):
         """
         started = time.perf_counter()
         injected, self._injected = self._injected, {}
-        labeled_pred_probs = labeled_pred_probs if labeled_pred_probs is not None else injected.get("labeled_pred_probs")
+        labeled_pred_probs = (
+            labeled_pred_probs if labeled_pred_probs is not None else injected.get("labeled_pred_probs")
+        )
         labeled_ensemble_pred_probs = (
             labeled_ensemble_pred_probs
             if labeled_ensemble_pred_probs is not None
@@ -428,7 +433,12 @@ class ActiveLabCallback(pl.Callback):
             if labeled_ids.numel() == 0:
                 return torch.zeros(0, store.num_classes, dtype=torch.float64)
             ids, probs = collect_predictions(
-                trainer, module, datamodule, labeled_ids, predict_fn=self.predict_fn, num_classes=store.num_classes
+                trainer,
+                module,
+                datamodule,
+                labeled_ids,
+                predict_fn=self.predict_fn,
+                num_classes=store.num_classes,
             )
             self._check_ids(ids, labeled_ids, "labeled pool")
             return self._check_probs(probs, store.num_classes, "labeled pool")
@@ -436,7 +446,10 @@ class ActiveLabCallback(pl.Callback):
         # Labeled pool: the strategy's single-model probs and, for ensembles, (P, n, K).
         if labeled_pred_probs is not None:
             labeled_probs = self._check_probs(
-                torch.as_tensor(labeled_pred_probs), store.num_classes, "labeled_pred_probs", rows=labeled_ids.numel()
+                torch.as_tensor(labeled_pred_probs),
+                store.num_classes,
+                "labeled_pred_probs",
+                rows=labeled_ids.numel(),
             )
         elif strategy.input == "probs" or not members:
             labeled_probs = predict_labeled(pl_module)
@@ -479,7 +492,11 @@ class ActiveLabCallback(pl.Callback):
         # Unlabeled pool: streamed batch by batch (all ranks take part in sharded inference).
         unlabeled_modules = members if strategy.input == "ensemble" else [pl_module]
         batches = self._unlabeled_batches(
-            trainer, datamodule, unlabeled_ids, unlabeled_modules, store.num_classes,
+            trainer,
+            datamodule,
+            unlabeled_ids,
+            unlabeled_modules,
+            store.num_classes,
             stack=strategy.input == "ensemble",
         )
         pending: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -518,7 +535,9 @@ class ActiveLabCallback(pl.Callback):
             else labeled_probs.to(torch.float64)  # type: ignore[union-attr]
         )
         self._save_round_state(
-            store, r, {"ids": refresh_ids, "probs": refresh_probs, "datamodule": _datamodule_state(datamodule)}
+            store,
+            r,
+            {"ids": refresh_ids, "probs": refresh_probs, "datamodule": _datamodule_state(datamodule)},
         )
         store.begin_round(r, seed, requests)
         return tuple(requests), seed
@@ -545,7 +564,8 @@ class ActiveLabCallback(pl.Callback):
             return
         size = int(getattr(datamodule, "inference_batch_size", 4096))
         streams = [
-            iter_predictions(trainer, module, datamodule, ids, predict_fn=self.predict_fn) for module in modules
+            iter_predictions(trainer, module, datamodule, ids, predict_fn=self.predict_fn)
+            for module in modules
         ]
         stream: Iterable[Any] = zip(*streams)
         track = getattr(self._reporter(datamodule.store), "track", None) if trainer.is_global_zero else None
@@ -660,7 +680,9 @@ class ActiveLabCallback(pl.Callback):
                         f"Oracle {name!r} reported request {q.request_id!r} as {what}, but it was not asked. "
                         f"Nothing was stored."
                     )
-        return OracleResponse(annotations=tuple(fixed), pending=response.pending, exhausted=response.exhausted)
+        return OracleResponse(
+            annotations=tuple(fixed), pending=response.pending, exhausted=response.exhausted
+        )
 
     # ------------------------------------------------------------------ step 3: apply on every rank
     def _apply(self, trainer: pl.Trainer, datamodule: Any, outcome: _Outcome) -> None:
@@ -797,8 +819,11 @@ class ActiveLabCallback(pl.Callback):
     @staticmethod
     def _datamodule(trainer: pl.Trainer) -> Any:
         datamodule = getattr(trainer, "datamodule", None)
-        missing = [a for a in ("store", "labeled_ids", "unlabeled_ids", "refresh", "pool_dataloader")
-                   if not hasattr(datamodule, a)]
+        missing = [
+            a
+            for a in ("store", "labeled_ids", "unlabeled_ids", "refresh", "pool_dataloader")
+            if not hasattr(datamodule, a)
+        ]
         if datamodule is None or missing:
             raise TypeError(
                 f"ActiveLabCallback needs the trainer's datamodule to be an ActiveDataModule (pools + store), but "
@@ -843,7 +868,7 @@ class ActiveLabCallback(pl.Callback):
         if trainer.is_global_zero:
             try:
                 result = fn()
-            except BaseException as exc:  # re-raised below, after the other ranks were told
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other ranks were told
                 error = exc
         message = f"{type(error).__name__}: {error}" if error is not None else None
         result, message = trainer.strategy.broadcast((result, message), src=0)

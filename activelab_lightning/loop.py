@@ -38,8 +38,9 @@ from __future__ import annotations
 import copy
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -113,9 +114,15 @@ class ActiveLearningLoop:
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
             raise ValueError(f"ActiveLearningLoop(rounds={rounds!r}): must be an int >= 0.")
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):
-            raise ValueError(f"ActiveLearningLoop(budget={budget!r}): must be None or an int >= 0 (label requests).")
-        if cv_folds is not None and (isinstance(cv_folds, bool) or not isinstance(cv_folds, int) or cv_folds < 2):
-            raise ValueError(f"ActiveLearningLoop(cv_folds={cv_folds!r}): must be None (in-sample) or an int >= 2.")
+            raise ValueError(
+                f"ActiveLearningLoop(budget={budget!r}): must be None or an int >= 0 (label requests)."
+            )
+        if cv_folds is not None and (
+            isinstance(cv_folds, bool) or not isinstance(cv_folds, int) or cv_folds < 2
+        ):
+            raise ValueError(
+                f"ActiveLearningLoop(cv_folds={cv_folds!r}): must be None (in-sample) or an int >= 2."
+            )
         if isinstance(model, pl.LightningModule):
             self._template: pl.LightningModule | None = copy.deepcopy(model)
             self._factory: Callable[[], pl.LightningModule] | None = None
@@ -127,7 +134,11 @@ class ActiveLearningLoop:
                 f"factory returning one."
             )
         kwargs = dict(trainer_kwargs or {})
-        if "callbacks" in kwargs and kwargs["callbacks"] is not None and not isinstance(kwargs["callbacks"], (list, tuple)):
+        if (
+            "callbacks" in kwargs
+            and kwargs["callbacks"] is not None
+            and not isinstance(kwargs["callbacks"], (list, tuple))
+        ):
             kwargs["callbacks"] = [kwargs["callbacks"]]
         if any(isinstance(c, ActiveLabCallback) for c in kwargs.get("callbacks") or []):
             raise ValueError(
@@ -247,9 +258,7 @@ class ActiveLearningLoop:
         return copy.deepcopy(self._template)
 
     def _has_test_data(self) -> bool:
-        if getattr(self.datamodule, "test_dataset", None) is not None:
-            return True
-        return False
+        return getattr(self.datamodule, "test_dataset", None) is not None
 
     # ------------------------------------------------------------------ K-fold out-of-sample probabilities
     def _cross_validate(self, r: int) -> None:
@@ -276,7 +285,12 @@ class ActiveLearningLoop:
             trainer = self._trainer()
             trainer.fit(module, datamodule=_FoldData(dm, torch.nonzero(~held_out).flatten()))
             _, probs = collect_predictions(
-                trainer, module, dm, labeled[held_out], predict_fn=self.callback.predict_fn, num_classes=num_classes
+                trainer,
+                module,
+                dm,
+                labeled[held_out],
+                predict_fn=self.callback.predict_fn,
+                num_classes=num_classes,
             )
             oof[held_out] = probs
             if ensemble:

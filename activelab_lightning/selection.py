@@ -31,8 +31,9 @@ Example::
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal, Sequence, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 
@@ -48,15 +49,15 @@ from activelab_lightning.scoring.baselines import (
 )
 
 __all__ = [
+    "LowestK",
     "ScoringContext",
     "Strategy",
-    "register_strategy",
-    "get_strategy",
     "available_strategies",
-    "select_lowest",
-    "LowestK",
+    "get_strategy",
     "make_requests",
+    "register_strategy",
     "round_seed",
+    "select_lowest",
     "subsample_ids",
 ]
 
@@ -293,7 +294,9 @@ class ActiveLabEnsembleStrategy(_ActiveLabBase):
     streaming = False
 
     def fit(self, ctx: ScoringContext) -> torch.Tensor:
-        scorer = ActiveLabEnsembleScorer(temperature_objective=ctx.temperature_objective, generator=ctx.generator)
+        scorer = ActiveLabEnsembleScorer(
+            temperature_objective=ctx.temperature_objective, generator=ctx.generator
+        )
         return self._fit_scorer(ctx, scorer, self._need(ctx, "ensemble_pred_probs"))
 
 

@@ -70,7 +70,7 @@ class RssSampler:
         with open("/proc/self/statm") as fh:
             return int(fh.read().split()[1]) * self.page
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:  # noqa: PYI034 - final class
         self.start = self.rss()
         self.peak = self.start
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -116,7 +116,7 @@ def _build(args: argparse.Namespace, num_unlabeled: int, workdir: Path):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.net(x)
 
-        def training_step(self, batch, batch_idx):  # noqa: ANN001
+        def training_step(self, batch, batch_idx):
             return F.cross_entropy(self(batch[0]), batch[1])
 
         def configure_optimizers(self):
@@ -141,10 +141,19 @@ def _build(args: argparse.Namespace, num_unlabeled: int, workdir: Path):
         for i in range(n_labeled)
         for a in order[i, : int(per_row[i])].tolist()
     ]
-    store = AnnotationStore(workdir / f"store-{num_unlabeled}.sqlite", num_examples=n,
-                            class_names=[f"c{k}" for k in range(args.classes)])
-    dm = ActiveDataModule(TensorDataset(x), store, batch_size=256, inference_batch_size=args.batch_size,
-                          initial_labels=initial, seed=0)
+    store = AnnotationStore(
+        workdir / f"store-{num_unlabeled}.sqlite",
+        num_examples=n,
+        class_names=[f"c{k}" for k in range(args.classes)],
+    )
+    dm = ActiveDataModule(
+        TensorDataset(x),
+        store,
+        batch_size=256,
+        inference_batch_size=args.batch_size,
+        initial_labels=initial,
+        seed=0,
+    )
     torch.manual_seed(0)
     model = TabularMLP()
     callback = ActiveLabCallback(oracle, args.query, "activelab", reporter=None, seed=0)
@@ -187,8 +196,15 @@ def _acquisitions(model, dm, callback, repeats: int, memory: bool) -> tuple[list
     callback.acquire = timed
     for _ in range(repeats):
         trainer = pl.Trainer(
-            accelerator="cpu", devices=1, max_steps=1, logger=False, enable_checkpointing=False, callbacks=[callback],
-            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+            accelerator="cpu",
+            devices=1,
+            max_steps=1,
+            logger=False,
+            enable_checkpointing=False,
+            callbacks=[callback],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
         )
         trainer.fit(model, datamodule=dm)
     return seconds, (max(extra) if extra else None)
@@ -201,7 +217,9 @@ def _memory_probe(argv: list[str] | None, size: int) -> float:
     argv = list(sys.argv[1:] if argv is None else argv)
     proc = subprocess.run(
         [sys.executable, __file__, *argv, "--memory-probe", str(size)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("peak extra RSS: ")][-1]
     return float(line.split()[3])
@@ -246,12 +264,16 @@ def main(argv: list[str] | None = None) -> float:
             acquisition.extend(_acquisitions(model, dm, callback, 1, memory=False)[0])
         bare.append(_bare_loop(model, x, args.batch_size))
         rows = u + n_labeled
-        print(f"bare loop ({rows:,} rows): min {min(bare):.3f} s  (all: {', '.join(f'{s:.3f}' for s in bare)})")
+        print(
+            f"bare loop ({rows:,} rows): min {min(bare):.3f} s  (all: {', '.join(f'{s:.3f}' for s in bare)})"
+        )
         print(
             f"acquisition ({rows:,} rows, {args.query} requests): min {min(acquisition):.3f} s  "
             f"(all: {', '.join(f'{s:.3f}' for s in acquisition)})"
         )
-        print(f"requests answered and stored: {len(store.requests(0))} in round 0; store now {len(store):,} labels")
+        print(
+            f"requests answered and stored: {len(store.requests(0))} in round 0; store now {len(store):,} labels"
+        )
         if memory:
             sizes = ", ".join(f"{mb:.1f} MB with {size:,} unlabeled rows" for size, mb in memory.items())
             print(

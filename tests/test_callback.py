@@ -27,8 +27,15 @@ def make_setup(*, n: int = N, labeled: int = 20, seed: int = 0, path: str = ":me
     store = AnnotationStore(path, num_examples=n, class_names=[f"c{i}" for i in range(K)])
     oracle = SimulatedOracle(y, [0.9, 0.8, 0.7, 0.75, 0.85], seed=seed)
     dm = ActiveDataModule(
-        TensorDataset(x), store, batch_size=16, inference_batch_size=16, initial_labeled=labeled,
-        initial_labels=oracle, true_labels=y, seed=seed, **dm_kwargs,
+        TensorDataset(x),
+        store,
+        batch_size=16,
+        inference_batch_size=16,
+        initial_labeled=labeled,
+        initial_labels=oracle,
+        true_labels=y,
+        seed=seed,
+        **dm_kwargs,
     )
     return x, y, store, oracle, dm
 
@@ -125,7 +132,7 @@ def test_ensemble_strategies_take_ensemble_members(strategy):
         torch.manual_seed(seed)
         members.append(TinyMLP(D, K))
     callback.use_predictions(ensemble=members)
-    trainer, model = fit(callback, dm, max_epochs=1)
+    fit(callback, dm, max_epochs=1)
     assert store.round_record(0).status == "completed" and len(store.requests(0)) == 6
 
 
@@ -302,7 +309,7 @@ def test_an_oracle_answering_unrequested_examples_stores_nothing():
 
 
 def test_an_oracle_answering_a_request_with_the_wrong_example_is_refused():
-    _, _, store, oracle, dm = make_setup()
+    _, _, _, oracle, dm = make_setup()
 
     def swap(requests, response):
         a = response.annotations[0]

@@ -27,8 +27,15 @@ def make_setup(*, path: str = ":memory:", seed: int = 0, test: bool = True):
     oracle = SimulatedOracle(y, [0.9, 0.8, 0.7, 0.75, 0.85], seed=seed)
     xt, yt = make_blobs(30, D, K, seed=seed + 100, spread=1.5)
     dm = ActiveDataModule(
-        TensorDataset(x), store, batch_size=16, inference_batch_size=16, initial_labeled=20,
-        initial_labels=oracle, true_labels=y, seed=seed, test_dataset=TensorDataset(xt, yt) if test else None,
+        TensorDataset(x),
+        store,
+        batch_size=16,
+        inference_batch_size=16,
+        initial_labeled=20,
+        initial_labels=oracle,
+        true_labels=y,
+        seed=seed,
+        test_dataset=TensorDataset(xt, yt) if test else None,
     )
     return y, store, oracle, dm
 
@@ -49,7 +56,9 @@ def new_loop(dm, oracle, *, query_size=5, strategy="activelab", **kwargs):
     callback = ActiveLabCallback(oracle, query_size, strategy, reporter=None, seed=kwargs.get("seed", 0))
     torch.manual_seed(0)
     model = kwargs.pop("model", None) or TinyMLP(D, K)
-    return ActiveLearningLoop(model, dm, callback, trainer_kwargs=kwargs.pop("trainer_kwargs", TRAINER), **kwargs)
+    return ActiveLearningLoop(
+        model, dm, callback, trainer_kwargs=kwargs.pop("trainer_kwargs", TRAINER), **kwargs
+    )
 
 
 # ----------------------------------------------------------------------------- basics
@@ -71,8 +80,9 @@ def test_rounds_run_with_fresh_weights_and_a_history_row_each():
 def test_warm_start_continues_from_the_previous_rounds_weights():
     START_WEIGHTS.clear()
     _, _, oracle, dm = make_setup()
-    loop = new_loop(dm, oracle, rounds=2, warm_start=True,
-                    trainer_kwargs={**TRAINER, "callbacks": [RecordStartWeights()]})
+    loop = new_loop(
+        dm, oracle, rounds=2, warm_start=True, trainer_kwargs={**TRAINER, "callbacks": [RecordStartWeights()]}
+    )
     loop.run()
     assert not torch.equal(START_WEIGHTS[0], START_WEIGHTS[1])
 
@@ -121,7 +131,7 @@ def test_cv_folds_trains_k_fold_models_plus_the_full_model_per_round():
 def test_cv_folds_gives_out_of_sample_labeled_probabilities():
     """With cv_folds the labeled pool is scored from fold models that did not see the row."""
     seen = {}
-    _, store, oracle, dm = make_setup()
+    _, _, oracle, dm = make_setup()
     loop = new_loop(dm, oracle, rounds=1, cv_folds=2)
     original = loop.callback.acquire
 
@@ -221,16 +231,25 @@ def test_wall_robot_five_rounds_of_one_hundred_requests():
     setup = make_paper_setup(standardize=True)
     store = AnnotationStore(num_examples=len(setup.dataset), class_names=setup.class_names)
     dm = ActiveDataModule(
-        setup.dataset, store, test_dataset=setup.test_dataset, batch_size=64,
-        initial_labels=list(setup.initial_annotations), true_labels=setup.true_labels, seed=0,
+        setup.dataset,
+        store,
+        test_dataset=setup.test_dataset,
+        batch_size=64,
+        initial_labels=list(setup.initial_annotations),
+        true_labels=setup.true_labels,
+        seed=0,
     )
     initial_annotations = len(store)
     initial_accuracy = dm.consensus_accuracy()
     pl.seed_everything(0, verbose=False)
     callback = ActiveLabCallback(setup.oracle, query_size=100, true_labels=setup.true_labels, reporter=None)
     loop = ActiveLearningLoop(
-        MLPClassifier(4, 4, hidden_dims=(64, 64), lr=1e-2), dm, callback,
-        trainer_kwargs={"max_epochs": 15, "accelerator": "cpu", "devices": 1}, rounds=5, seed=0,
+        MLPClassifier(4, 4, hidden_dims=(64, 64), lr=1e-2),
+        dm,
+        callback,
+        trainer_kwargs={"max_epochs": 15, "accelerator": "cpu", "devices": 1},
+        rounds=5,
+        seed=0,
     )
     history = loop.run()
     assert len(history) == 5

@@ -120,7 +120,9 @@ def test_registry_has_the_paper_strategies():
 
 
 def test_unknown_strategy_lists_valid_names():
-    with pytest.raises(ValueError, match=r"Unknown acquisition strategy 'bald'.*activelab, activelab_ensemble"):
+    with pytest.raises(
+        ValueError, match=r"Unknown acquisition strategy 'bald'.*activelab, activelab_ensemble"
+    ):
         get_strategy("bald")
 
 
@@ -128,7 +130,7 @@ def test_register_strategy_rejects_duplicates_and_non_strategies():
     with pytest.raises(ValueError, match="already registered"):
 
         @register_strategy("entropy")
-        class Other(Strategy):  # noqa: F841
+        class Other(Strategy):
             def fit(self, ctx):
                 return ctx.labeled_ids.double()
 
@@ -174,9 +176,7 @@ def test_activelab_cold_start_scores_unlabeled_without_labels():
     assert scores.shape == (30,) and bool(torch.isfinite(scores).all())
 
 
-@pytest.mark.parametrize(
-    "name,reference", [("entropy", entropy_scores), ("margin", margin_scores)]
-)
+@pytest.mark.parametrize("name,reference", [("entropy", entropy_scores), ("margin", margin_scores)])
 def test_model_only_strategies_score_both_pools_the_same_way(name, reference):
     labels, ens, ens_u = _problem()
     strategy = get_strategy(name)

@@ -17,15 +17,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import torch  # noqa: E402
-from torch.utils.data import TensorDataset  # noqa: E402
+import torch
+from torch.utils.data import TensorDataset
 
-from activelab_lightning.callback import ActiveLabCallback  # noqa: E402
-from activelab_lightning.datamodule import ActiveDataModule  # noqa: E402
-from activelab_lightning.loop import ActiveLearningLoop  # noqa: E402
-from activelab_lightning.oracles import SimulatedOracle  # noqa: E402
-from activelab_lightning.store import AnnotationStore  # noqa: E402
-from tests._models import TinyMLP, make_blobs  # noqa: E402
+from activelab_lightning.callback import ActiveLabCallback
+from activelab_lightning.datamodule import ActiveDataModule
+from activelab_lightning.loop import ActiveLearningLoop
+from activelab_lightning.oracles import SimulatedOracle
+from activelab_lightning.store import AnnotationStore
+from tests._models import TinyMLP, make_blobs
 
 N, D, K = 203, 4, 3  # odd pool sizes force padded DDP shards
 
@@ -39,10 +39,12 @@ class LoggingOracle:
         self.inner, self.path = inner, path
 
     def request(self, requests):
-        rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0)))
+        rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
         with open(self.path, "a") as fh:
-            for q in requests:
-                fh.write(json.dumps({"rank": rank, "pid": os.getpid(), "request_id": q.request_id}) + "\n")
+            fh.writelines(
+                json.dumps({"rank": rank, "pid": os.getpid(), "request_id": q.request_id}) + "\n"
+                for q in requests
+            )
         return self.inner.request(requests)
 
 
@@ -63,23 +65,42 @@ def main() -> None:
     store = AnnotationStore(path, num_examples=N, class_names=["a", "b", "c"])
     simulated = SimulatedOracle(y, [0.9, 0.8, 0.7, 0.75, 0.85, 0.6], seed=0)
     dm = ActiveDataModule(
-        TensorDataset(x), store, batch_size=16, inference_batch_size=32, initial_labeled=51,
-        initial_labels=simulated, true_labels=y, seed=0,
+        TensorDataset(x),
+        store,
+        batch_size=16,
+        inference_batch_size=32,
+        initial_labeled=51,
+        initial_labels=simulated,
+        true_labels=y,
+        seed=0,
     )
     callback = ActiveLabCallback(
-        LoggingOracle(simulated, args.out / "oracle_calls.jsonl"), args.query, args.strategy, seed=0,
+        LoggingOracle(simulated, args.out / "oracle_calls.jsonl"),
+        args.query,
+        args.strategy,
+        seed=0,
     )
     torch.manual_seed(0)
     model = TinyMLP(D, K, lr=0.0)  # fixed weights
-    trainer_kwargs = dict(
-        accelerator="cpu", devices=args.devices, max_epochs=1, num_sanity_val_steps=0,
-        strategy="ddp" if args.devices > 1 else "auto",
+    trainer_kwargs = {
+        "accelerator": "cpu",
+        "devices": args.devices,
+        "max_epochs": 1,
+        "num_sanity_val_steps": 0,
+        "strategy": "ddp" if args.devices > 1 else "auto",
+    }
+    loop = ActiveLearningLoop(
+        model,
+        dm,
+        callback,
+        trainer_kwargs=trainer_kwargs,
+        rounds=args.rounds,
+        test_each_round=False,
+        cv_folds=args.cv_folds,
     )
-    loop = ActiveLearningLoop(model, dm, callback, trainer_kwargs=trainer_kwargs, rounds=args.rounds,
-                              test_each_round=False, cv_folds=args.cv_folds)
     loop.run()
 
-    rank = int(os.environ.get("LOCAL_RANK", 0))
+    rank = int(os.environ.get("LOCAL_RANK", "0"))
     view = {
         "labeled_ids": dm.labeled_ids.tolist(),
         "consensus": dm.consensus_labels.tolist(),

@@ -32,16 +32,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import torch  # noqa: E402
-from torch.utils.data import TensorDataset  # noqa: E402
+import torch
+from torch.utils.data import TensorDataset
 
-from activelab_lightning.callback import ActiveLabCallback  # noqa: E402
-from activelab_lightning.datamodule import ActiveDataModule  # noqa: E402
-from activelab_lightning.loop import ActiveLearningLoop  # noqa: E402
-from activelab_lightning.oracles import SimulatedOracle  # noqa: E402
-from activelab_lightning.selection import ActiveLabStrategy, register_strategy  # noqa: E402
-from activelab_lightning.store import AnnotationStore  # noqa: E402
-from tests._models import TinyMLP, make_blobs  # noqa: E402
+from activelab_lightning.callback import ActiveLabCallback
+from activelab_lightning.datamodule import ActiveDataModule
+from activelab_lightning.loop import ActiveLearningLoop
+from activelab_lightning.oracles import SimulatedOracle
+from activelab_lightning.selection import ActiveLabStrategy, register_strategy
+from activelab_lightning.store import AnnotationStore
+from tests._models import TinyMLP, make_blobs
 
 KILL_ENV = "ACTIVELAB_TEST_KILL_AT"
 N, D, K = 120, 4, 3
@@ -59,7 +59,7 @@ def hit(point: str) -> None:
 
 
 class KillableStore(AnnotationStore):
-    def begin_round(self, round, seed, requests):  # noqa: A002
+    def begin_round(self, round, seed, requests):
         hit("before_begin_round")
         super().begin_round(round, seed, requests)
         hit("after_begin_round")
@@ -70,7 +70,7 @@ class KillableStore(AnnotationStore):
         hit("after_record")
         return added
 
-    def complete_round(self, round):  # noqa: A002
+    def complete_round(self, round):
         hit("before_complete")
         super().complete_round(round)
         hit("after_complete")
@@ -125,14 +125,26 @@ def run(out: Path, *, rounds: int, query: int, seed: int) -> None:
     store = KillableStore(out / "store.sqlite", num_examples=N, class_names=["a", "b", "c"])
     simulated = SimulatedOracle(y, [0.9, 0.8, 0.7, 0.75, 0.85, 0.6], seed=seed)
     dm = KillableDataModule(
-        TensorDataset(x), store, batch_size=16, inference_batch_size=16, initial_labeled=30,
-        initial_labels=simulated, true_labels=y, seed=seed,
+        TensorDataset(x),
+        store,
+        batch_size=16,
+        inference_batch_size=16,
+        initial_labeled=30,
+        initial_labels=simulated,
+        true_labels=y,
+        seed=seed,
     )
-    callback = ActiveLabCallback(KillableOracle(simulated), query, "activelab_killable", seed=seed,
-                                 predict_fn=predict)
+    callback = ActiveLabCallback(
+        KillableOracle(simulated), query, "activelab_killable", seed=seed, predict_fn=predict
+    )
     torch.manual_seed(seed)
     loop = ActiveLearningLoop(
-        KillableMLP(D, K, lr=0.1), dm, callback, rounds=rounds, seed=seed, test_each_round=False,
+        KillableMLP(D, K, lr=0.1),
+        dm,
+        callback,
+        rounds=rounds,
+        seed=seed,
+        test_each_round=False,
         trainer_kwargs={"accelerator": "cpu", "devices": 1, "max_epochs": 2, "num_sanity_val_steps": 0},
     )
     loop.run()
@@ -190,7 +202,9 @@ def main() -> None:
     parser.add_argument("--query", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chain", default=None, help="comma-separated kill points, one per forked run")
-    parser.add_argument("--reference", type=Path, default=None, help="chain mode: where the uninterrupted run goes")
+    parser.add_argument(
+        "--reference", type=Path, default=None, help="chain mode: where the uninterrupted run goes"
+    )
     args = parser.parse_args()
 
     def go(out: Path):

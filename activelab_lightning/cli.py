@@ -31,10 +31,11 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
-__all__ = ["main", "build_run_parser", "prepare_run", "PreparedRun"]
+__all__ = ["PreparedRun", "build_run_parser", "main", "prepare_run"]
 
 _PROG = "activelab"
 _LOOP_SKIP = {"model", "datamodule", "callback", "trainer_kwargs", "seed", "loggers"}
@@ -80,7 +81,7 @@ def build_run_parser() -> Any:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the model init, data draws, selections.")
     parser.add_argument("--out_dir", type=str, default="runs/activelab",
                         help="Run folder: annotation store, round log, learning curve, config.")
-    parser.add_argument("--store", type=Optional[str], default=None,
+    parser.add_argument("--store", type=str | None, default=None,
                         help="Annotation store file (default <out_dir>/labels.sqlite).")
     parser.add_argument("--console", type=bool, default=True, help="Print the per-round table.")
     parser.add_argument("--wandb_extras", type=bool, default=True,
@@ -208,7 +209,7 @@ _UNKNOWN_KEY_PATTERNS = (
 def _explain_parse_error(parser: Any, message: str) -> str:
     """jsonargparse's message, plus "did you mean ..." for a misspelled key."""
     known: set[str] = set()
-    for key in parser.get_defaults().keys():
+    for key in parser.get_defaults().keys():  # noqa: SIM118 (a jsonargparse Namespace, not a dict)
         parts = key.split(".")
         known.update(".".join(parts[: i + 1]) for i in range(len(parts)))
     for pattern in _UNKNOWN_KEY_PATTERNS:

@@ -30,14 +30,14 @@ import torch
 from torch.utils.data import TensorDataset
 
 __all__ = [
-    "ExperimentParts",
-    "Experiment",
-    "WallRobotExperiment",
     "Cifar10Experiment",
+    "CsvAnswers",
+    "Experiment",
+    "ExperimentParts",
+    "FileAnswers",
     "OracleSpec",
     "SimulatedAnnotators",
-    "CsvAnswers",
-    "FileAnswers",
+    "WallRobotExperiment",
 ]
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import struct
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _BLOCK = 32 * 1024
 _FILE_HEADER = struct.Struct("<4sHB")
@@ -98,12 +99,14 @@ def wait_until_complete(root: str | Path, timeout: float = 60.0) -> Path:
     ``run.finish()`` can return before the W&B service has written the last records of an offline
     run (seen on a loaded machine), so tests poll for the ``exit`` record before reading.
     """
+    from google.protobuf.message import DecodeError
+
     deadline = time.monotonic() + timeout
     while True:
         path = find_run_file(root)
         try:
             kinds = [r.WhichOneof("record_type") for r in read_records(path)]
-        except Exception:  # a record half-written right now
+        except (ValueError, struct.error, DecodeError):  # a record half-written right now
             kinds = []
         if "exit" in kinds:
             return path

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import _wandb_reader
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -21,8 +22,6 @@ from activelab_lightning.reporting import (
     round_log_path,
     round_scalars,
 )
-
-import _wandb_reader
 
 
 def make_summary(round_: int) -> RoundSummary:

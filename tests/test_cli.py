@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +258,71 @@ def test_human_answers_by_file_exit_75_then_resume(tmp_path, capsys):
     (record,) = read_round_log(tmp_path / "out" / "labels.sqlite.rounds.jsonl")
     assert sorted(a["example_id"] for a in record["answers"]) == sorted(int(r["example_id"]) for r in requests)
     assert {a["annotator_id"] for a in record["answers"]} == {"alice"}
+
+
+# ------------------------------------------------------------------ building blocks the configs name
+def test_small_cnn_takes_uint8_nhwc_and_float_nchw_alike():
+    import torch
+
+    from activelab_lightning.models import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(num_classes=10, width=4).eval()
+    images = torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8)
+    as_float = images.permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        assert torch.allclose(model(images), model(as_float), atol=1e-6)
+    with pytest.raises(ValueError, match=r"uint8 images must be \(B, H, W, 3\)"):
+        model(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_mlp_classifier_checks_its_arguments_and_inputs():
+    import torch
+
+    from activelab_lightning.models import MLPClassifier
+
+    with pytest.raises(ValueError, match=r"MLPClassifier\(input_dim=0\): must be a positive int"):
+        MLPClassifier(input_dim=0, num_classes=3)
+    with pytest.raises(ValueError, match=r"MLPClassifier\(dropout=1.5\)"):
+        MLPClassifier(input_dim=2, num_classes=3, dropout=1.5)
+    with pytest.raises(ValueError, match=r"lr=0"):
+        MLPClassifier(input_dim=2, num_classes=3, lr=0)
+    with pytest.raises(ValueError, match=r"expected shape \(B, 2\)"):
+        MLPClassifier(input_dim=2, num_classes=3)(torch.zeros(4, 5))
+
+
+def test_mlp_trains_on_soft_targets():
+    import torch
+
+    from activelab_lightning.models import MLPClassifier
+
+    model = MLPClassifier(input_dim=2, num_classes=3, hidden_dims=(4,))
+    soft = torch.softmax(torch.randn(5, 3), -1)
+    with warnings.catch_warnings():  # self.log outside a Trainer warns; the loss is what matters here
+        warnings.simplefilter("ignore")
+        loss = model.training_step((torch.randn(5, 2), soft), 0)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_cifar10_experiment_validates_its_files(tmp_path):
+    from activelab_lightning.experiments import Cifar10Experiment
+
+    images, counts = make_cifar_like(tmp_path / "data", n=20)
+    with pytest.raises(FileNotFoundError, match="data.init_args.counts_path"):
+        Cifar10Experiment(path=str(images), counts_path=str(tmp_path / "nope.npz"))
+    # default counts path: the shared data folder's layout next to the images' folder
+    exp = Cifar10Experiment(path=str(images), test_size=4, initial_labeled=6)
+    parts = exp.build(store_path=":memory:", seed=0)
+    assert len(parts.dataset) == 16 and parts.num_classes == 10 and parts.input_shape == (32, 32, 3)
+    assert len(parts.datamodule.labeled_ids) == 6
+    with pytest.raises(ValueError, match=r"data.init_args.test_size=20: must be in 1 .. 19"):
+        Cifar10Experiment(path=str(images), counts_path=str(counts), test_size=20).build(
+            store_path=":memory:", seed=0)
+
+
+def test_simulated_annotators_spec_replaces_the_oracle():
+    from activelab_lightning.experiments import SimulatedAnnotators, WallRobotExperiment
+
+    parts = WallRobotExperiment().build(store_path=":memory:", seed=0)
+    oracle = SimulatedAnnotators(annotators=[0.9, 0.8, 0.7]).build(parts, seed=1)
+    assert oracle.annotator_ids == ("sim-00", "sim-01", "sim-02")

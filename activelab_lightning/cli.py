@@ -146,8 +146,11 @@ class PreparedRun:
                     if row["round"] in seen:
                         continue
                     seen.add(row["round"])
-                    if row.get("test") and any(h["round"] == row["round"] for h in reporter.history):
-                        reporter.log_evaluation(row["round"], row["test"], loggers=self.loggers)
+                    record = next((h for h in reporter.history if h["round"] == row["round"]), None)
+                    already = (record or {}).get("metrics") or {}
+                    test = row.get("test") or {}
+                    if record is not None and any(already.get(k) != v for k, v in test.items()):
+                        reporter.log_evaluation(row["round"], test, loggers=self.loggers)
                     if self.config.console and _is_rank_zero():
                         reporter.print_rounds([row["round"]], title=f"round {row['round']}")
         finally:

@@ -1,4 +1,6 @@
-"""DDP on CPU (``strategy="ddp"``, 2 processes) selects exactly what 1 process selects.
+"""DDP on CPU (``strategy="ddp"``, 2 processes) selects exactly what 1 process selects,
+in round mode (``ActiveLearningLoop``, file store) and in continuous mode (one ``fit``, in-memory
+stores).
 
 The runs are subprocesses of ``tests/scripts/ddp_run.py`` (``strategy="ddp"`` inside the pytest
 process would re-run pytest in the child rank). Weights are fixed (``lr=0``), so every round's
@@ -22,7 +24,7 @@ ROUNDS, QUERY = 3, 15
 pytestmark = [pytest.mark.slow, pytest.mark.ddp]
 
 
-def run(out: Path, devices: int, store: str) -> dict:
+def run(out: Path, devices: int, store: str, *extra: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     env.pop("LOCAL_RANK", None)
@@ -40,6 +42,7 @@ def run(out: Path, devices: int, store: str) -> dict:
             str(ROUNDS),
             "--query",
             str(QUERY),
+            *extra,
         ],
         env=env,
         capture_output=True,
@@ -80,5 +83,7 @@ def test_two_process_ddp_with_a_file_store_selects_like_one_process(single, tmp_
     assert [json.loads(line)["round"] for line in round_log] == list(range(ROUNDS))  # rank 0 reports once
 
 
-def test_two_process_ddp_with_in_memory_stores_replays_rank_zero_answers(single, tmp_path):
-    check_against_single(run(tmp_path, 2, "memory"), single)
+def test_two_process_continuous_mode_with_in_memory_stores_selects_like_one_process(single, tmp_path):
+    """One ``fit`` acquiring after every epoch (``every_n_epochs=1``) under DDP; each rank has its own
+    in-memory store, so ranks other than 0 replay rank 0's answers without asking the oracle."""
+    check_against_single(run(tmp_path, 2, "memory", "--continuous"), single)

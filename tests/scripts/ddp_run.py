@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import lightning.pytorch as pl
 import torch
 from torch.utils.data import TensorDataset
 
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--query", type=int, default=15)
     parser.add_argument("--strategy", default="activelab")
     parser.add_argument("--cv-folds", type=int, default=None)
+    parser.add_argument("--continuous", action="store_true", help="one fit, acquiring after every epoch")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -79,6 +81,7 @@ def main() -> None:
         args.query,
         args.strategy,
         seed=0,
+        every_n_epochs=1 if args.continuous else None,
     )
     torch.manual_seed(0)
     model = TinyMLP(D, K, lr=0.0)  # fixed weights
@@ -89,16 +92,27 @@ def main() -> None:
         "num_sanity_val_steps": 0,
         "strategy": "ddp" if args.devices > 1 else "auto",
     }
-    loop = ActiveLearningLoop(
-        model,
-        dm,
-        callback,
-        trainer_kwargs=trainer_kwargs,
-        rounds=args.rounds,
-        test_each_round=False,
-        cv_folds=args.cv_folds,
-    )
-    loop.run()
+    if args.continuous:  # one fit; the train set grows after every epoch
+        trainer = pl.Trainer(
+            **{**trainer_kwargs, "max_epochs": args.rounds},
+            reload_dataloaders_every_n_epochs=1,
+            callbacks=[callback],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+        )
+        trainer.fit(model, datamodule=dm)
+    else:
+        loop = ActiveLearningLoop(
+            model,
+            dm,
+            callback,
+            trainer_kwargs=trainer_kwargs,
+            rounds=args.rounds,
+            test_each_round=False,
+            cv_folds=args.cv_folds,
+        )
+        loop.run()
 
     rank = int(os.environ.get("LOCAL_RANK", "0"))
     view = {

@@ -35,6 +35,7 @@ __all__ = [
     "Experiment",
     "ExperimentParts",
     "FileAnswers",
+    "LabelStudioAnswers",
     "OracleSpec",
     "SimulatedAnnotators",
     "WallRobotExperiment",
@@ -350,5 +351,52 @@ class FileAnswers(OracleSpec):
     def build(self, parts: ExperimentParts, *, seed: int) -> Any:
         from activelab_lightning.oracles import FileOracle
 
-        return FileOracle(self.directory, parts.class_names, answers=self.answers, store=parts.store,
-                          num_examples=len(parts.dataset))
+        oracle = FileOracle(self.directory, parts.class_names, answers=self.answers, store=parts.store,
+                            num_examples=len(parts.dataset))
+        oracle.bind(datamodule=parts.datamodule)
+        return oracle
+
+
+class LabelStudioAnswers(OracleSpec):
+    """Ask humans through a Label Studio project (server address and API token from the environment).
+
+    Each round's requests become tasks whose prediction score is the ActiveLab score; a round waits
+    up to ``timeout`` seconds, then the run stops with exit status 75 ("waiting for N labels") and
+    the same command resumes.
+
+    Args:
+        project_title: Project to reuse or create (one project per store).
+        project_id: Use this existing project instead of looking one up by title.
+        data_type: ``"text"`` (examples shown as text) or ``"image"`` (image tensors as PNGs).
+        timeout: Seconds to wait for a round's answers per run (0: look once).
+        poll_interval: Seconds between two looks at the project while waiting.
+        url_env: Environment variable holding the server address.
+        api_key_env: Environment variable holding the API token.
+    """
+
+    def __init__(self, project_title: str = "activelab", project_id: int | None = None,
+                 data_type: Literal["text", "image"] = "text", timeout: float = 600.0, poll_interval: float = 10.0,
+                 url_env: str = "LABEL_STUDIO_URL", api_key_env: str = "LABEL_STUDIO_API_KEY") -> None:
+        self.project_title = project_title
+        self.project_id = project_id
+        self.data_type = data_type
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.url_env = url_env
+        self.api_key_env = api_key_env
+
+    def check(self) -> None:
+        for var, what in ((self.url_env, "the Label Studio address, e.g. http://127.0.0.1:8080"),
+                          (self.api_key_env, "your Label Studio API token (Account & Settings)")):
+            if not os.environ.get(var):
+                raise ValueError(f"oracle: LabelStudioAnswers needs ${var} to be set to {what}.")
+
+    def build(self, parts: ExperimentParts, *, seed: int) -> Any:
+        from activelab_lightning.oracles import LabelStudioOracle
+
+        oracle = LabelStudioOracle(parts.class_names, url_env=self.url_env, api_key_env=self.api_key_env,
+                                   project_title=self.project_title, project_id=self.project_id,
+                                   data_type=self.data_type, store=parts.store, num_examples=len(parts.dataset),
+                                   timeout=self.timeout, poll_interval=self.poll_interval)
+        oracle.bind(datamodule=parts.datamodule)
+        return oracle

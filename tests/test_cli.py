@@ -189,7 +189,7 @@ def test_cifar10_config_runs_on_a_tiny_stand_in(tmp_path):
     assert all(a["annotator_id"].startswith("c10h-") for a in record["answers"])
 
 
-@pytest.mark.parametrize("name", ["quickstart", "wall_robot_paper", "cifar10", "ddp"])
+@pytest.mark.parametrize("name", ["quickstart", "wall_robot_paper", "cifar10", "ddp", "label_studio"])
 def test_shipped_configs_parse(name, capsys):
     """Every shipped config is valid (keys, types, class paths) — checked without building anything."""
     from activelab_lightning.cli import build_run_parser

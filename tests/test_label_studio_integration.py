@@ -88,13 +88,9 @@ def server():
             pytest.fail("LABEL_STUDIO_URL is set but LABEL_STUDIO_API_KEY is not; export the server's API token")
         yield Server({k: os.environ[k] for k in _KEYS if k in os.environ})
         return
+    # No server given: start a throw-away one. The script installs label-studio into $LS_VENV first
+    # when it is missing (about 2 minutes, from PyPI) and keeps a migrated template for later starts.
     venv = Path(os.environ.get("LS_VENV", Path.home() / ".cache" / "activelab-ls-venv"))
-    if not (venv / "bin" / "label-studio").exists():
-        pytest.fail(
-            "No Label Studio server: set LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY, or run "
-            "`source .ci/label_studio.sh start` (installs label-studio into $LS_VENV and starts it), "
-            "or deselect these tests with -m 'not labelstudio'"
-        )
     env = _script("start", {"LS_VENV": str(venv)})
     try:
         yield Server(env)

@@ -50,6 +50,7 @@ import torch
 
 from activelab_lightning.errors import ActiveLabError, WaitingForLabels
 from activelab_lightning.records import Annotation, LabelRequest, OracleResponse, RoundSummary
+from activelab_lightning.scoring import annotator_stats
 from activelab_lightning.selection import (
     LowestK,
     ScoringContext,
@@ -738,6 +739,7 @@ class ActiveLabCallback(pl.Callback):
             labeled_scores=scores["labeled"],
             unlabeled_scores=scores["unlabeled"],
             consensus_accuracy=consensus_accuracy,
+            annotator_stats=_annotator_rows(datamodule, outcome.round_state),
             model_weight=diagnostics.get("model_weight"),
             mean_annotator_weight=diagnostics.get("mean_annotator_weight"),
             metrics={"temperature": diagnostics["temperature"]} if "temperature" in diagnostics else None,
@@ -884,3 +886,31 @@ def _datamodule_state(datamodule: Any) -> dict[str, Any] | None:
     state_dict = getattr(datamodule, "state_dict", None)
     state = state_dict() if callable(state_dict) else None
     return state or None
+
+
+def _annotator_rows(datamodule: Any, round_state: dict[str, Any] | None) -> tuple[dict[str, Any], ...]:
+    """Per-annotator quality rows of the datamodule's last CROWDLAB consensus (empty without one).
+
+    The consensus ran on the labeled examples that had probabilities (``round_state["ids"]``), with
+    the label matrix of all labeled examples restricted to those rows.
+    """
+    result = getattr(datamodule, "last_crowdlab", None)
+    names = list(getattr(datamodule, "last_annotators", None) or [])
+    if result is None or not names or round_state is None:
+        return ()
+    labeled = torch.as_tensor(datamodule.labeled_ids, dtype=torch.int64)
+    labels, columns = datamodule.store.label_matrix(labeled)
+    rows = labels[torch.isin(labeled, torch.as_tensor(round_state["ids"], dtype=torch.int64))]
+    if list(columns) != names or rows.shape[0] != result.posterior.shape[0]:
+        return ()  # the consensus was computed on other rows: no stats rather than wrong ones
+    stats = annotator_stats(rows, result)
+    return tuple(
+        {
+            "annotator_id": names[j],
+            "quality": float(stats.quality[j]),
+            "agreement": float(stats.agreement_with_consensus[j]),
+            "worst_class": int(stats.worst_class[j]),
+            "num_labeled": int(stats.num_examples_labeled[j]),
+        }
+        for j in stats.order.tolist()
+    )

@@ -86,6 +86,11 @@ def test_round_mode_acquires_once_at_train_end_and_refreshes_the_datamodule():
     assert 0.0 <= summary.consensus_accuracy <= 1.0
     assert summary.labeled_scores.shape == (20,) and summary.unlabeled_scores.shape == (40,)
     assert callback.history[-1]["round"] == 0 and callback.history[-1]["num_requests"] == 10
+    # per-annotator quality of the new CROWDLAB consensus, worst first (as cleanlab orders them)
+    rows = summary.annotator_stats
+    assert {r["annotator_id"] for r in rows} == set(store.annotator_counts())
+    assert all(r["num_labeled"] == store.annotator_counts()[r["annotator_id"]] for r in rows)
+    assert all(0.0 <= r["agreement"] <= 1.0 and 0 <= r["worst_class"] < K for r in rows)
     assert model.training  # train mode restored after the acquisition's eval-mode inference
 
 

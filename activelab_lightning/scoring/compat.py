@@ -228,9 +228,10 @@ def get_label_quality_multiannotator(
         )
     if return_annotator_stats:
         out["annotator_stats"] = _annotator_stats_frame(pd, labels_multiannotator, main, ids, quality_method)
-    if return_weights:
-        out["model_weight"] = main.model_weight
-        out["annotator_weight"] = _numpy(main.annotator_weight[main.annotator_mask])
+    if return_weights:  # as cleanlab: the weights of the *last* consensus method
+        last = results[methods[-1]]
+        out["model_weight"] = last.model_weight
+        out["annotator_weight"] = _numpy(last.annotator_weight[last.annotator_mask])
     return out
 
 

@@ -200,8 +200,25 @@ def _posterior(lm: LabelMatrix, probs: Tensor, st: _Stats) -> Tensor:
 
 
 def _quality(lm: LabelMatrix, probs: Tensor, st: _Stats, c: Tensor) -> Tensor:
-    """``post[i, c_i]`` in O(N·M + P·N) without forming the posterior."""
+    """``post[i, c_i]`` in O(N·M + P·N) without forming the posterior.
+
+    For one model it is summed in cleanlab's order (model term, then annotators in column
+    order), so it is bit-identical: exact ties between examples' qualities (which decide the
+    annotators' worst class) then resolve as in cleanlab.
+    """
     wm = st.w_model.tolist()
+    if len(wm) == 1:
+        dt, dev = probs.dtype, probs.device
+        num = probs[0].gather(1, c[:, None]).squeeze(1) * wm[0]
+        den = torch.zeros_like(num)
+        zero = torch.zeros((), dtype=dt, device=dev)
+        for j, w_j in enumerate(st.w.tolist()):
+            on = lm.mask[:, j]
+            hit = torch.tensor(w_j * st.lam, dtype=dt, device=dev)
+            miss = torch.tensor(w_j * st.nu, dtype=dt, device=dev)
+            num = num + torch.where(on, torch.where(lm.index[:, j] == c, hit, miss), zero)
+            den = den + torch.where(on, w_j, zero)
+        return num / (den + wm[0])
     cc = c[:, None]
     num = probs[0].gather(1, cc).squeeze(1) * wm[0]
     for p in range(1, len(wm)):

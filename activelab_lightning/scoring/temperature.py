@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -167,15 +168,44 @@ _SCREEN_MARGIN = 1e-4
 _SCREEN_MAX_K = 1024
 
 
+class _DenseObjective:
+    """``J(T)`` evaluated densely in numpy with cleanlab's exact operation order (CPU float64).
+
+    Used only to rank grid points whose float32 values are too close to call, so that even
+    exactly flat objectives (e.g. uniform pred_probs) pick the same temperature as cleanlab.
+    """
+
+    def __init__(self, probs: Tensor, counts: Tensor, objective: TemperatureObjective) -> None:
+        p = probs.detach().numpy()
+        self.logp = np.log(p, where=p > 0, out=np.full(p.shape, -np.inf))
+        rows, cols, vals = _sparse_empirical(counts, objective)
+        self.dist = np.zeros(p.shape)
+        self.dist[rows.numpy(), cols.numpy()] = vals.numpy()
+        self.log_k = np.log(p.shape[1])
+
+    def __call__(self, temperature: float) -> float:
+        x = np.exp(self.logp / max(temperature, _EPS_T))
+        s = x / np.sum(x, axis=1, keepdims=True)
+        ce = -np.sum(self.dist * np.log(np.clip(s, _EPS_LOG, None)), axis=1) / self.log_k
+        return float(np.mean(ce))
+
+
 def _search(probs: Tensor, counts: Tensor, objective: TemperatureObjective) -> float:
     obj = _Objective(probs, counts, objective)
     exact: dict[float, float] = {}
     approx: dict[float, float] = {}
+    cpu64 = probs.dtype == torch.float64 and probs.device.type == "cpu"
     screen = probs.dtype == torch.float64 and probs.shape[1] <= _SCREEN_MAX_K
+    dense: list[_DenseObjective] = []
 
     def exact_value(t: float) -> float:  # grid points shared by both grids are evaluated once
         if t not in exact:
-            exact[t] = obj(t)
+            if cpu64:
+                if not dense:
+                    dense.append(_DenseObjective(probs, counts, objective))
+                exact[t] = dense[0](t)
+            else:
+                exact[t] = obj(t)
         return exact[t]
 
     def values(grid: list[float] | tuple[float, ...]) -> list[float]:
@@ -241,6 +271,18 @@ def find_temperature(
 
 
 def _temperature_scale(probs: Tensor, temperature: float) -> Tensor:
+    if probs.device.type == "cpu" and probs.dtype == torch.float64:
+        # numpy on CPU: the same ufuncs and summation order as cleanlab, so values are
+        # bit-identical (exact ties between different rows, e.g. across ensemble members, and
+        # hence tie-breaks, then resolve exactly as in cleanlab)
+        a = np.clip(probs.detach().numpy(), _EPS_LOG, None)
+        a /= np.sum(a, axis=-1, keepdims=True)
+        np.log(a, out=a)
+        a /= max(temperature, _EPS_T)
+        np.exp(a, out=a)
+        a /= np.sum(a, axis=-1, keepdims=True)
+        a /= np.sum(a, axis=-1, keepdims=True)
+        return torch.from_numpy(a)
     p = probs.clamp(min=_EPS_LOG)
     p /= p.sum(-1, keepdim=True)
     p.log_().div_(max(temperature, _EPS_T)).exp_()

@@ -49,6 +49,7 @@ import lightning.pytorch as pl
 import torch
 
 from activelab_lightning.errors import ActiveLabError, WaitingForLabels
+from activelab_lightning.predictions import collect_predictions, iter_predictions
 from activelab_lightning.records import Annotation, LabelRequest, OracleResponse, RoundSummary
 from activelab_lightning.scoring import annotator_stats
 from activelab_lightning.selection import (
@@ -407,8 +408,6 @@ class ActiveLabCallback(pl.Callback):
         ensemble: Sequence[torch.nn.Module] | None,
         scores_for_report: dict[str, torch.Tensor | None],
     ) -> tuple[tuple[LabelRequest, ...], int]:
-        from activelab_lightning.predictions import collect_predictions
-
         store = datamodule.store
         seed = round_seed(self.seed, r)
         generator = torch.Generator().manual_seed(seed)
@@ -418,16 +417,11 @@ class ActiveLabCallback(pl.Callback):
             unlabeled_ids = subsample_ids(unlabeled_ids, self.unlabeled_subsample, generator=generator)
         k = self._round_query_size(int(labeled_ids.numel() + unlabeled_ids.numel()))
         members = list(ensemble) if ensemble is not None else None
-        if strategy.input == "ensemble" and not members and labeled_ensemble_pred_probs is None:
-            raise ValueError(
-                f"strategy={self.strategy!r} scores with an ensemble of models, but none was given. Use "
-                f"ActiveLearningLoop(..., cv_folds=K) (the K fold models form the ensemble) or call "
-                f"`callback.acquire(trainer, module, ensemble=[model_1, model_2, ...])`."
-            )
         if strategy.input == "ensemble" and not members:
             raise ValueError(
-                f"strategy={self.strategy!r}: `labeled_ensemble_pred_probs` was given but no `ensemble` modules "
-                f"to score the unlabeled pool; pass `ensemble=[...]` as well."
+                f"strategy={self.strategy!r} scores with an ensemble of models, but no ensemble members were "
+                f"given. Use ActiveLearningLoop(..., cv_folds=K) (the K fold models form the ensemble), or "
+                f"`callback.use_predictions(ensemble=[model_1, model_2, ...])` before the fit."
             )
 
         def predict_labeled(module: torch.nn.Module) -> torch.Tensor:
@@ -484,9 +478,7 @@ class ActiveLabCallback(pl.Callback):
                 generator=generator,
                 temperature_objective=self.temperature_objective,  # type: ignore[arg-type]
             )
-            labeled_scores = strategy.fit(ctx) if labeled_ids.numel() else torch.zeros(0, dtype=torch.float64)
-            if labeled_ids.numel() == 0:
-                strategy._ctx = ctx
+            labeled_scores = strategy.fit(ctx)  # (0,) on a cold start: only new labels then
             scores_for_report["labeled"] = labeled_scores
             top.update(labeled_ids, labeled_scores)
 
@@ -559,8 +551,6 @@ class ActiveLabCallback(pl.Callback):
         ``datamodule.inference_batch_size`` rows, so the scoring sees the same batches (and random
         strategies draw the same numbers) whatever the number of ranks.
         """
-        from activelab_lightning.predictions import iter_predictions
-
         if ids.numel() == 0:
             return
         size = int(getattr(datamodule, "inference_batch_size", 4096))

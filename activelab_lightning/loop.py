@@ -47,6 +47,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from activelab_lightning.callback import ActiveLabCallback
+from activelab_lightning.predictions import collect_predictions
 from activelab_lightning.selection import get_strategy, round_seed
 
 __all__ = ["ActiveLearningLoop"]
@@ -263,8 +264,6 @@ class ActiveLearningLoop:
     # ------------------------------------------------------------------ K-fold out-of-sample probabilities
     def _cross_validate(self, r: int) -> None:
         """Train ``cv_folds`` fold models; hand their out-of-fold predictions to the callback."""
-        from activelab_lightning.predictions import collect_predictions
-
         dm = self.datamodule
         labeled = torch.as_tensor(dm.labeled_ids, dtype=torch.int64)
         k = self.cv_folds

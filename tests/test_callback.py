@@ -129,7 +129,7 @@ def test_every_single_model_strategy_runs_a_round(strategy):
 def test_ensemble_strategies_take_ensemble_members(strategy):
     _, _, store, oracle, dm = make_setup()
     callback = quiet(oracle=oracle, query_size=6, strategy=strategy)
-    with pytest.raises(ValueError, match="ensemble of models.*cv_folds"):
+    with pytest.raises(ValueError, match="no ensemble members.*cv_folds"):
         fit(callback, dm, max_epochs=1)
     assert store.rounds() == []
     members = []
@@ -362,3 +362,16 @@ def test_spawning_ddp_strategies_are_refused(strategy, name):
     callback = quiet(oracle=None, query_size=5)
     with pytest.raises(ValueError, match=rf"strategy='{name}'.*Use strategy='ddp'"):
         callback.setup(trainer, TinyMLP(D, K), "fit")
+
+
+def test_cold_start_without_any_label_asks_for_new_labels_only():
+    x, y = make_blobs(N, D, K, seed=0)
+    store = AnnotationStore(num_examples=N, class_names=["a", "b", "c"])
+    dm = ActiveDataModule(TensorDataset(x), store, batch_size=16, inference_batch_size=16)
+    callback = quiet(oracle=SimulatedOracle(y, [0.9, 0.8], seed=0), query_size=7)
+    model = TinyMLP(D, K)
+    trainer = fast_trainer(callbacks=[callback])
+    trainer.datamodule = dm  # nothing is labeled yet, so nothing to fit: acquire directly
+    summary = callback.acquire(trainer, model)
+    assert [q.kind for q in summary.requests] == ["new"] * 7
+    assert len(store) == 7 and torch.equal(dm.labeled_ids, store.labeled_ids())

@@ -262,3 +262,16 @@ def test_wall_robot_five_rounds_of_one_hundred_requests():
     print("re-labels / new per round:", [(h["num_relabel"], h["num_new"]) for h in history])
     assert accuracies[-1] > accuracies[0] + 0.02, accuracies
     assert all(h["test"]["test/acc"] > 0.8 for h in history)
+
+
+def test_warm_start_resumes_from_the_saved_weights_of_the_last_round(tmp_path):
+    _, store_a, oracle_a, dm_a = make_setup(path=str(tmp_path / "a.sqlite"))
+    new_loop(dm_a, oracle_a, rounds=3, warm_start=True).run()
+
+    _, store_b, oracle_b, dm_b = make_setup(path=str(tmp_path / "b.sqlite"))
+    new_loop(dm_b, oracle_b, rounds=1, warm_start=True).run()
+    store_b.close()
+    assert (tmp_path / "b.sqlite.activelab" / "round-00000-model.pt").exists()
+    _, store_b2, oracle_b2, dm_b2 = make_setup(path=str(tmp_path / "b.sqlite"))
+    new_loop(dm_b2, oracle_b2, rounds=3, warm_start=True).run()
+    assert annotations(store_b2) == annotations(store_a)

@@ -302,10 +302,12 @@ def as_label_matrix(
             "annotator column (or labels=None to score unlabeled examples only)."
         )
     present = t == t  # False for NaN
-    v = torch.nan_to_num(t, nan=0.0)  # missing -> class 0: gather-safe, always used with mask
+    # missing -> class 0: gather-safe, always used together with the mask
+    v = torch.nan_to_num(t, nan=0.0, posinf=float("inf"), neginf=float("-inf"))
     upper = float("inf") if num_classes is None else num_classes
     lo, hi = torch.aminmax(v)
-    if float(lo) < 0 or float(hi) >= upper or float(torch.frac(v).abs_().amax()) != 0:
+    bad_range = float(lo) < 0 or not float(hi) < upper
+    if bad_range or not float(torch.frac(v).abs_().amax()) == 0:  # frac(inf) is NaN
         _raise_bad_labels(t[present], name, num_classes)
     n_per_row = present.view(torch.uint8).sum(1, dtype=torch.int64)
     if not bool((n_per_row > 0).all()):

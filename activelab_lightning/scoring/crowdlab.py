@@ -121,9 +121,9 @@ def _annotator_agreement(lm: LabelMatrix, counts: Tensor) -> Tensor:
     """``a_j``: fraction of (co-)labels of the other annotators that match annotator j's label.
 
     cleanlab evaluates it as an ``(n_i - 1)``-weighted mean of the per-example fractions
-    ``(same_ij - 1) / (n_i - 1)``; the products ``fraction · (n_i - 1)`` are integers (exact sums,
-    any order) except for a few ``n_i >= 23`` cases, where the annotator's products are summed
-    in numpy's pairwise order, so the weights are bit-identical to cleanlab's. O(N·M).
+    ``(same_ij - 1) / (n_i - 1)``. While every ``n_i <= 22`` the products ``fraction · (n_i - 1)``
+    are integers (exact sums in any order); otherwise each annotator's products are summed in
+    numpy's pairwise order. Either way the weights are bit-identical to cleanlab's. O(N·M).
     """
     # (annotator, example) entries grouped by annotator, examples ascending (cleanlab's order)
     mask_t = lm.mask.T.contiguous()

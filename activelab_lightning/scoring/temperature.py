@@ -307,8 +307,8 @@ def temperature_scale(pred_probs: ArrayLike, temperature: float) -> Tensor:
     Example::
 
         >>> import torch
-        >>> temperature_scale(torch.tensor([[0.8, 0.2]]), 2.0).tolist()
-        [[0.6666666666666666, 0.33333333333333337]]
+        >>> [round(v, 4) for v in temperature_scale(torch.tensor([[0.8, 0.2]]), 2.0)[0].tolist()]
+        [0.6667, 0.3333]
     """
     if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}.")

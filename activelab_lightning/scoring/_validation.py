@@ -317,7 +317,7 @@ def as_label_matrix(
             "from the labeled set and pass their pred_probs as pred_probs_unlabeled instead."
         )
     keep = present.any(0)
-    columns = keep.nonzero().flatten()
+    columns = keep.nonzero().flatten().cpu()
     if not bool(keep.all()):
         v = v[:, keep]
         present = present[:, keep]

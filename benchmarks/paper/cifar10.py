@@ -13,7 +13,7 @@ Two scales:
 
 * ``--scale cpu`` (default, reduced, runs on a 2-core CPU): the first 5,000 images, 2,000 test /
   3,000 pool, 500 labeled at start, 200 requests per round, 8 rounds (round 0 included), a small CNN
-  (``SmallCNN(width=16)``, 8 epochs, Adam 1e-3), in-sample labeled ``pred_probs`` (no CV: 5 extra CNN
+  (``SmallCNN(width=16)``, 15 epochs of batch 32, Adam 1e-3), in-sample labeled ``pred_probs`` (no CV: 5 extra CNN
   fits per round would be 6× the cost).
 * ``--scale paper`` (for a GPU): the paper's sizes — 5,000 test / 5,000 pool, 1,000 labeled / 4,000
   unlabeled, 500 requests per round, 13 rounds, 5-fold CV, ``SmallCNN(width=32)``, 30 epochs.
@@ -40,7 +40,7 @@ import common
 STRATEGIES = ("random", "good_random", "entropy", "least_confidence", "activelab")
 SCALES: dict[str, dict[str, Any]] = {
     "cpu": {"subset": 5000, "test_size": 2000, "initial": 500, "query_size": 200, "rounds": 8,
-            "cv_folds": None, "width": 16, "epochs": 8, "batch_size": 128, "accelerator": "cpu"},
+            "cv_folds": None, "width": 16, "epochs": 15, "batch_size": 32, "accelerator": "cpu"},
     "paper": {"subset": None, "test_size": 5000, "initial": 1000, "query_size": 500, "rounds": 13,
               "cv_folds": 5, "width": 32, "epochs": 30, "batch_size": 128, "accelerator": "auto"},
     "quick": {"subset": 400, "test_size": 100, "initial": 100, "query_size": 20, "rounds": 3,

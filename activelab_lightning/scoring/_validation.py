@@ -223,6 +223,16 @@ class LabelMatrix:
         """``mask`` as float64 (cached; used in matrix-vector products)."""
         return self.mask.to(torch.float64)
 
+    @cached_property
+    def mask_t(self) -> Tensor:
+        """``(M', N)`` contiguous transpose of ``mask`` (fast per-annotator rows)."""
+        return self.mask.T.contiguous()
+
+    @cached_property
+    def index_t(self) -> Tensor:
+        """``(M', N)`` contiguous transpose of ``index``."""
+        return self.index.T.contiguous()
+
     @property
     def num_examples(self) -> int:
         return self.index.shape[0]
@@ -306,9 +316,10 @@ def as_label_matrix(
     v = torch.nan_to_num(t, nan=0.0, posinf=float("inf"), neginf=float("-inf"))
     upper = float("inf") if num_classes is None else num_classes
     lo, hi = torch.aminmax(v)
-    bad_range = float(lo) < 0 or not float(hi) < upper
-    if bad_range or not float(torch.frac(v).abs_().amax()) == 0:  # frac(inf) is NaN
+    index = v.to(torch.int64) if float(lo) >= 0 and float(hi) < upper else None
+    if index is None or not torch.equal(index.to(v.dtype), v):  # range, then integrality
         _raise_bad_labels(t[present], name, num_classes)
+    assert index is not None
     n_per_row = present.view(torch.uint8).sum(1, dtype=torch.int64)
     if not bool((n_per_row > 0).all()):
         empty_rows = (n_per_row == 0).nonzero().flatten()
@@ -319,9 +330,8 @@ def as_label_matrix(
     keep = present.any(0)
     columns = keep.nonzero().flatten().cpu()
     if not bool(keep.all()):
-        v = v[:, keep]
+        index = index[:, keep]
         present = present[:, keep]
-    index = v.to(torch.int64)
     if device is not None:
         index, present, n_per_row = index.to(device), present.to(device), n_per_row.to(device)
     return LabelMatrix(

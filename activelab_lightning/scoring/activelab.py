@@ -104,7 +104,10 @@ def _fit(
         )
     counts = label_counts(lm, k)
     temps = tuple(_search(probs[p], counts, objective) for p in range(n_models))
-    scaled = torch.stack([_temperature_scale(probs[p], temps[p]) for p in range(n_models)])
+    if n_models == 1:
+        scaled = _temperature_scale(probs[0], temps[0])[None]
+    else:
+        scaled = torch.stack([_temperature_scale(probs[p], temps[p]) for p in range(n_models)])
     res, st = _run_crowdlab(
         lm, scaled, consensus_method="best_quality", generator=generator, counts=counts
     )

@@ -125,18 +125,18 @@ def _annotator_agreement(lm: LabelMatrix, counts: Tensor) -> Tensor:
     are integers (exact sums in any order); otherwise each annotator's products are summed in
     numpy's pairwise order. Either way the weights are bit-identical to cleanlab's. O(N·M).
     """
-    # (annotator, example) entries grouped by annotator, examples ascending (cleanlab's order)
-    mask_t = lm.mask.T.contiguous()
-    same = counts.gather(1, lm.index).T.contiguous()[mask_t].to(torch.float64)
-    b = (lm.num_annotations - 1).to(torch.float64)[None, :].expand_as(mask_t)[mask_t]
-    den = lm.maskf.T @ (lm.num_annotations - 1).to(torch.float64)  # exact: integer sums
-    per_col = _count_true(mask_t, 1)
-    if float(b.max()) < _EXACT_PRODUCTS_BELOW:
-        cols = torch.repeat_interleave(torch.arange(lm.num_annotators, device=b.device), per_col)
-        num = torch.zeros_like(den).index_add_(0, cols, same - 1)
+    # (annotator, example) layout: each annotator's examples in ascending order (cleanlab's)
+    mask_t = lm.mask_t
+    same_m1 = counts.T.gather(0, lm.index_t).to(torch.float64).sub_(1).mul_(mask_t)  # (M', N)
+    nm1 = (lm.num_annotations - 1).to(torch.float64)
+    den = mask_t.to(torch.float64) @ nm1  # exact: integer sums
+    if float(nm1.max()) < _EXACT_PRODUCTS_BELOW:
+        num = same_m1.sum(1)  # exact: integer sums
     else:
-        prod = (torch.where(b > 0, (same - 1) / b.clamp(min=1), 0.0) * b).cpu().numpy()
-        bounds = [0, *per_col.cumsum(0).tolist()]
+        b = nm1[None, :].expand_as(mask_t)[mask_t]
+        a = same_m1[mask_t]
+        prod = (torch.where(b > 0, a / b.clamp(min=1), 0.0) * b).cpu().numpy()
+        bounds = [0, *_count_true(mask_t, 1).cumsum(0).tolist()]
         num = torch.tensor(
             [float(np.sum(prod[bounds[j] : bounds[j + 1]])) for j in range(lm.num_annotators)],
             dtype=torch.float64,
@@ -209,15 +209,15 @@ def _quality(lm: LabelMatrix, probs: Tensor, st: _Stats, c: Tensor) -> Tensor:
     wm = st.w_model.tolist()
     if len(wm) == 1:
         dt, dev = probs.dtype, probs.device
+        w = st.w.to(device=dev, dtype=dt)[:, None]
+        zero = torch.zeros((), dtype=dt, device=dev)
+        terms = torch.where(lm.mask_t, torch.where(lm.index_t == c, w * st.lam, w * st.nu), zero)
+        weights = torch.where(lm.mask_t, w, zero)
         num = probs[0].gather(1, c[:, None]).squeeze(1) * wm[0]
         den = torch.zeros_like(num)
-        zero = torch.zeros((), dtype=dt, device=dev)
-        for j, w_j in enumerate(st.w.tolist()):
-            on = lm.mask[:, j]
-            hit = torch.tensor(w_j * st.lam, dtype=dt, device=dev)
-            miss = torch.tensor(w_j * st.nu, dtype=dt, device=dev)
-            num = num + torch.where(on, torch.where(lm.index[:, j] == c, hit, miss), zero)
-            den = den + torch.where(on, w_j, zero)
+        for j in range(lm.num_annotators):  # column order, as cleanlab: bit-identical sums
+            num = num + terms[j]
+            den = den + weights[j]
         return num / (den + wm[0])
     cc = c[:, None]
     num = probs[0].gather(1, cc).squeeze(1) * wm[0]
@@ -319,7 +319,7 @@ def _run_crowdlab(
     mean_probs = probs[0] if probs.shape[0] == 1 else probs.mean(0)
     mv = _majority_vote(lm, counts, mean_probs, make_generator(generator))
     a = _annotator_agreement(lm, counts)
-    model_pred = torch.stack([probs[p].argmax(1) for p in range(probs.shape[0])])
+    model_pred = probs.argmax(2)  # (P, N)
     st = _consensus_stats(lm, counts, multi, model_pred, mv, a, k)
     c = mv
     if consensus_method == "best_quality":

@@ -221,12 +221,17 @@ class LabelMatrix:
     @cached_property
     def maskf(self) -> Tensor:
         """``mask`` as float64 (cached; used in matrix-vector products)."""
-        return self.mask.to(torch.float64)
+        return self.mask.to(torch.int32).to(torch.float64)  # bool -> float64 directly is slow
 
     @cached_property
     def mask_t(self) -> Tensor:
         """``(M', N)`` contiguous transpose of ``mask`` (fast per-annotator rows)."""
         return self.mask.T.contiguous()
+
+    @cached_property
+    def maskf_t(self) -> Tensor:
+        """``(M', N)`` float64 ``mask_t``."""
+        return self.mask_t.to(torch.int32).to(torch.float64)
 
     @cached_property
     def index_t(self) -> Tensor:

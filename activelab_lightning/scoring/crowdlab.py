@@ -127,20 +127,20 @@ def _annotator_agreement(lm: LabelMatrix, counts: Tensor) -> Tensor:
     """
     # (annotator, example) layout: each annotator's examples in ascending order (cleanlab's)
     mask_t = lm.mask_t
-    same_m1 = counts.T.gather(0, lm.index_t).to(torch.float64).sub_(1).mul_(mask_t)  # (M', N)
+    same = counts.T.gather(0, lm.index_t)  # (M', N) int32
     nm1 = (lm.num_annotations - 1).to(torch.float64)
-    den = mask_t.to(torch.float64) @ nm1  # exact: integer sums
-    if float(nm1.max()) < _EXACT_PRODUCTS_BELOW:
-        num = same_m1.sum(1)  # exact: integer sums
-    else:
-        b = nm1[None, :].expand_as(mask_t)[mask_t]
-        a = same_m1[mask_t]
-        prod = (torch.where(b > 0, a / b.clamp(min=1), 0.0) * b).cpu().numpy()
-        bounds = [0, *_count_true(mask_t, 1).cumsum(0).tolist()]
-        num = torch.tensor(
-            [float(np.sum(prod[bounds[j] : bounds[j + 1]])) for j in range(lm.num_annotators)],
-            dtype=torch.float64,
-        ).to(den.device)
+    if float(nm1.max()) < _EXACT_PRODUCTS_BELOW:  # integer sums: exact in any order
+        den = (lm.maskf_t * nm1[None, :]).sum(1)
+        num = (same.to(torch.float64) * lm.maskf_t).sum(1) - lm.maskf_t.sum(1)
+    else:  # numpy's pairwise order over each annotator's examples, as cleanlab
+        same_np, on_np, b_np = same.cpu().numpy(), mask_t.cpu().numpy(), nm1.cpu().numpy()
+        num_l, den_l = [], []
+        for j in range(lm.num_annotators):
+            a, b = same_np[j][on_np[j]] - 1.0, b_np[on_np[j]]
+            num_l.append(float(np.sum(np.divide(a, b, out=np.zeros_like(a), where=b > 0) * b)))
+            den_l.append(float(np.sum(b)))
+        num = torch.tensor(num_l, dtype=torch.float64, device=nm1.device)
+        den = torch.tensor(den_l, dtype=torch.float64, device=nm1.device)
     a = torch.where(den > 0, num / den.clamp(min=1), float("nan"))
     nan = torch.isnan(a)
     if bool(nan.any()):
@@ -209,10 +209,13 @@ def _quality(lm: LabelMatrix, probs: Tensor, st: _Stats, c: Tensor) -> Tensor:
     wm = st.w_model.tolist()
     if len(wm) == 1:
         dt, dev = probs.dtype, probs.device
-        w = st.w.to(device=dev, dtype=dt)[:, None]
-        zero = torch.zeros((), dtype=dt, device=dev)
-        terms = torch.where(lm.mask_t, torch.where(lm.index_t == c, w * st.lam, w * st.nu), zero)
-        weights = torch.where(lm.mask_t, w, zero)
+        w = st.w.to(device=dev, dtype=dt)
+        # per annotator: 0 (no label), w·ν (other class), w·λ (the consensus class)
+        table = torch.stack([torch.zeros_like(w), w * st.nu, w * st.lam], 1)
+        code = lm.mask_t.to(torch.int64)
+        code += (lm.index_t == c) & lm.mask_t
+        terms = table.gather(1, code)  # (M', N), exact copies of the table entries
+        weights = lm.maskf_t * w[:, None]
         num = probs[0].gather(1, c[:, None]).squeeze(1) * wm[0]
         den = torch.zeros_like(num)
         for j in range(lm.num_annotators):  # column order, as cleanlab: bit-identical sums

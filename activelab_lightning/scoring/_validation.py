@@ -25,12 +25,12 @@ from torch import Tensor
 
 __all__ = [
     "ArrayLike",
-    "TemperatureObjective",
     "LabelMatrix",
-    "check_objective",
-    "as_tensor",
-    "as_probabilities",
+    "TemperatureObjective",
     "as_label_matrix",
+    "as_probabilities",
+    "as_tensor",
+    "check_objective",
     "check_same_rows",
     "make_generator",
 ]
@@ -67,9 +67,7 @@ def as_tensor(x: ArrayLike, name: str, *, device: torch.device | str | None = No
     if isinstance(x, Tensor):
         return x if device is None else x.to(device)
     if x is None or isinstance(x, (str, bytes)):
-        raise TypeError(
-            f"{name} must be a torch.Tensor or numpy array of numbers, got {type(x).__name__}."
-        )
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array of numbers, got {type(x).__name__}.")
     if hasattr(x, "to_numpy") and not isinstance(x, np.ndarray):  # pandas DataFrame / Series
         try:
             x = x.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -157,9 +155,7 @@ def as_probabilities(
         )
     n = t.shape[-2]
     if n == 0 and not allow_empty:
-        raise ValueError(
-            f"{name} is empty (shape {tuple(t.shape)}); pass at least one example, or None."
-        )
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); pass at least one example, or None.")
     if num_rows is not None and n != num_rows:
         raise ValueError(
             f"{name} has {n} rows (shape {tuple(t.shape)}) but labels has {num_rows} rows; "
@@ -302,11 +298,7 @@ def as_label_matrix(
     if not t.is_floating_point():
         t = t.to(torch.float64)
     if t.ndim != 2:
-        hint = (
-            " For one label per example pass labels[:, None] (an (N, 1) matrix)."
-            if t.ndim == 1
-            else ""
-        )
+        hint = " For one label per example pass labels[:, None] (an (N, 1) matrix)." if t.ndim == 1 else ""
         raise ValueError(
             f"{name} must be a 2-D (N examples, M annotators) matrix with NaN for missing "
             f"labels, got shape {tuple(t.shape)}.{hint}"
@@ -316,7 +308,7 @@ def as_label_matrix(
             f"{name} is empty (shape {tuple(t.shape)}); pass at least one labeled example and one "
             "annotator column (or labels=None to score unlabeled examples only)."
         )
-    present = t == t  # False for NaN
+    present = ~torch.isnan(t)
     # missing -> class 0: gather-safe, always used together with the mask
     v = torch.nan_to_num(t, nan=0.0, posinf=float("inf"), neginf=float("-inf"))
     upper = float("inf") if num_classes is None else num_classes
@@ -368,9 +360,7 @@ def make_generator(generator: torch.Generator | int | None) -> torch.Generator:
     if generator is None:
         generator = 0
     if isinstance(generator, bool) or not isinstance(generator, int):
-        raise TypeError(
-            f"generator must be a torch.Generator, an int seed or None, got {generator!r}."
-        )
+        raise TypeError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}.")
     g = torch.Generator()
     g.manual_seed(generator)
     return g

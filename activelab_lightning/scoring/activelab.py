@@ -108,9 +108,7 @@ def _fit(
         scaled = _temperature_scale(probs[0], temps[0])[None]
     else:
         scaled = torch.stack([_temperature_scale(probs[p], temps[p]) for p in range(n_models)])
-    res, st = _run_crowdlab(
-        lm, scaled, consensus_method="best_quality", generator=generator, counts=counts
-    )
+    res, st = _run_crowdlab(lm, scaled, consensus_method="best_quality", generator=generator, counts=counts)
     w_bar = res.mean_annotator_weight
     w_model = float(st.w_model.sum().item())
     total = st.row_weight + w_model
@@ -161,9 +159,7 @@ def _score_unlabeled_ensemble(fit: _Fit, q: Tensor, generator: torch.Generator) 
 
 
 def _unlabeled_probs(x: ArrayLike, fit: _Fit, ndim: int, num_models: int | None = None) -> Tensor:
-    q = as_probabilities(
-        x, "pred_probs_unlabeled", ndim=ndim, num_classes=fit.num_classes, allow_empty=True
-    )
+    q = as_probabilities(x, "pred_probs_unlabeled", ndim=ndim, num_classes=fit.num_classes, allow_empty=True)
     if num_models is not None and q.shape[0] != num_models:
         raise ValueError(
             f"pred_probs_unlabeled has P = {q.shape[0]} models (shape {tuple(q.shape)}) but the "
@@ -211,9 +207,7 @@ def activelab_scores(
     """
     check_objective(temperature_objective)
     if pred_probs is None and pred_probs_unlabeled is None:
-        raise ValueError(
-            "pred_probs and pred_probs_unlabeled are both None; pass at least one of them."
-        )
+        raise ValueError("pred_probs and pred_probs_unlabeled are both None; pass at least one of them.")
     if pred_probs is None:
         if labels is not None:
             raise ValueError(
@@ -259,9 +253,7 @@ def activelab_scores_ensemble(
     """
     check_objective(temperature_objective)
     if pred_probs is None and pred_probs_unlabeled is None:
-        raise ValueError(
-            "pred_probs and pred_probs_unlabeled are both None; pass at least one of them."
-        )
+        raise ValueError("pred_probs and pred_probs_unlabeled are both None; pass at least one of them.")
     n_models = None
     if pred_probs is None:
         if labels is not None:

@@ -33,7 +33,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -55,10 +56,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
-    "get_majority_vote_label",
-    "get_label_quality_multiannotator",
     "get_active_learning_scores",
     "get_active_learning_scores_ensemble",
+    "get_label_quality_multiannotator",
+    "get_majority_vote_label",
 ]
 
 _METHODS = ("best_quality", "majority_vote")
@@ -180,7 +181,9 @@ def get_label_quality_multiannotator(
     methods = [consensus_method] if isinstance(consensus_method, str) else list(consensus_method)
     bad = [m for m in methods if m not in _METHODS]
     if bad or not methods:
-        raise ValueError(f"consensus_method must be one of {_METHODS} (or a list of them), got {consensus_method!r}.")
+        raise ValueError(
+            f"consensus_method must be one of {_METHODS} (or a list of them), got {consensus_method!r}."
+        )
     kwargs = dict(label_quality_score_kwargs or {})
     if kwargs not in ({}, {"method": "self_confidence"}):
         raise ValueError(
@@ -189,7 +192,9 @@ def get_label_quality_multiannotator(
         )
     ids, index = _ids_and_index(labels_multiannotator)
     probs = as_probabilities(pred_probs, "pred_probs")
-    lm = as_label_matrix(labels_multiannotator, "labels_multiannotator", num_classes=probs.shape[1], device=probs.device)
+    lm = as_label_matrix(
+        labels_multiannotator, "labels_multiannotator", num_classes=probs.shape[1], device=probs.device
+    )
     if lm.num_examples != probs.shape[0]:
         raise ValueError(
             f"pred_probs has {probs.shape[0]} rows but labels_multiannotator has {lm.num_examples} rows; "
@@ -205,7 +210,9 @@ def get_label_quality_multiannotator(
         if quality_method == "crowdlab":
             results[m] = _run_crowdlab(lm, probs[None], consensus_method=m, generator=generator)[0]  # type: ignore[arg-type]
         else:
-            results[m] = _agreement_result(labels_multiannotator, probs, m, temperature_objective, make_generator(generator))
+            results[m] = _agreement_result(
+                labels_multiannotator, probs, m, temperature_objective, make_generator(generator)
+            )
     main = results[methods[0]]
     columns: dict[str, Any] = {
         "consensus_label": _numpy(main.consensus_label),
@@ -237,7 +244,7 @@ def get_label_quality_multiannotator(
 
 def _annotator_stats_frame(
     pd: Any, labels: ArrayLike, result: CrowdlabResult, ids: list[Any], quality_method: str
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     stats = annotator_stats(labels, result)
     quality = stats.quality
     order = stats.order
@@ -285,7 +292,11 @@ def get_active_learning_scores(
     """
     labels = labels_multiannotator if pred_probs is not None else None
     lab, unl = activelab_scores(
-        labels, pred_probs, pred_probs_unlabeled, temperature_objective=temperature_objective, generator=generator
+        labels,
+        pred_probs,
+        pred_probs_unlabeled,
+        temperature_objective=temperature_objective,
+        generator=generator,
     )
     return _numpy(lab), _numpy(unl)
 
@@ -305,6 +316,10 @@ def get_active_learning_scores_ensemble(
     """
     labels = labels_multiannotator if pred_probs is not None else None
     lab, unl = activelab_scores_ensemble(
-        labels, pred_probs, pred_probs_unlabeled, temperature_objective=temperature_objective, generator=generator
+        labels,
+        pred_probs,
+        pred_probs_unlabeled,
+        temperature_objective=temperature_objective,
+        generator=generator,
     )
     return _numpy(lab), _numpy(unl)

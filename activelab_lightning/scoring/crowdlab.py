@@ -16,25 +16,26 @@ two posterior values lie within rounding distance are recomputed in cleanlab's s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ._validation import ArrayLike, LabelMatrix, as_label_matrix, as_probabilities, make_generator
-from .majority_vote import _count_true, _first_true, _majority_vote, label_counts
+from .majority_vote import _first_true, _majority_vote, label_counts
 
 __all__ = [
+    "AnnotatorStats",
     "ConsensusMethod",
     "CrowdlabResult",
-    "AnnotatorStats",
-    "crowdlab",
-    "crowdlab_ensemble",
     "annotator_stats",
     "consensus_targets",
+    "crowdlab",
+    "crowdlab_ensemble",
 ]
 
 ConsensusMethod = Literal["best_quality", "majority_vote"]
@@ -573,9 +574,7 @@ def consensus_targets(
         lm = as_label_matrix(labels, num_classes=num_classes)
         k = num_classes if num_classes is not None else lm.max_label + 1
         if k < 2:
-            raise ValueError(
-                f"num_classes must be >= 2, got {k}; pass num_classes= the number of classes."
-            )
+            raise ValueError(f"num_classes must be >= 2, got {k}; pass num_classes= the number of classes.")
         counts = label_counts(lm, k)
         mv = _majority_vote(lm, counts, None, make_generator(generator))
         soft = counts.to(torch.float64) / lm.num_annotations[:, None].to(torch.float64)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ._validation import ArrayLike, LabelMatrix, as_label_matrix, as_probabilities, make_generator
 
-__all__ = ["majority_vote", "label_counts"]
+__all__ = ["label_counts", "majority_vote"]
 
 
 def label_counts(lm: LabelMatrix, num_classes: int, dtype: torch.dtype = torch.int32) -> Tensor:

@@ -12,10 +12,17 @@ import torch
 from torch import Tensor
 
 from ._validation import ArrayLike, TemperatureObjective, as_probabilities, check_objective, make_generator
-from .activelab import _fit, _Fit, _no_labels_fit, _score_unlabeled, _score_unlabeled_ensemble, _unlabeled_probs
+from .activelab import (
+    _Fit,
+    _fit,
+    _no_labels_fit,
+    _score_unlabeled,
+    _score_unlabeled_ensemble,
+    _unlabeled_probs,
+)
 from .crowdlab import CrowdlabResult
 
-__all__ = ["ActiveLabScorer", "ActiveLabEnsembleScorer"]
+__all__ = ["ActiveLabEnsembleScorer", "ActiveLabScorer"]
 
 
 class _FittedScorer:

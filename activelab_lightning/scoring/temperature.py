@@ -42,9 +42,7 @@ _EPS_T = 1e-6
 _EPS_LOG = 1e-30
 
 
-def _sparse_empirical(
-    counts: Tensor, objective: TemperatureObjective
-) -> tuple[Tensor, Tensor, Tensor]:
+def _sparse_empirical(counts: Tensor, objective: TemperatureObjective) -> tuple[Tensor, Tensor, Tensor]:
     """Non-zero entries ``(rows, cols, values)`` of the empirical distribution, row-major order."""
     nz = counts > 0
     rows, cls = nz.nonzero(as_tuple=True)
@@ -114,9 +112,13 @@ class _Objective:
         self.n = probs.shape[0]
         # Σ_k E_ik log p_ik per row (for the floor-free fast path), and its smallest log p
         self.min_logp_at = float(self.logp_at.min().item()) if self.logp_at.numel() else 0.0
-        self.row_logp = torch.zeros(self.n, dtype=probs.dtype, device=dev).index_add_(
-            0, self.rows, self.vals * self.logp_at
-        ) if math.isfinite(self.min_logp_at) else None
+        self.row_logp = (
+            torch.zeros(self.n, dtype=probs.dtype, device=dev).index_add_(
+                0, self.rows, self.vals * self.logp_at
+            )
+            if math.isfinite(self.min_logp_at)
+            else None
+        )
         self.probs = probs
         self._logp: dict[torch.dtype, Tensor] = {}
         self._buf: dict[torch.dtype, Tensor] = {}

@@ -26,7 +26,8 @@ from activelab_lightning.scoring.compat import get_label_quality_multiannotator
 NAN = float("nan")
 LABELS = torch.tensor([[0.0, 1.0, NAN], [1.0, 1.0, 0.0], [2.0, NAN, 2.0], [0.0, 0.0, NAN], [1.0, NAN, NAN]])
 PROBS = torch.tensor(
-    [[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.5, 0.25, 0.25], [0.3, 0.4, 0.3]], dtype=torch.float64
+    [[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.5, 0.25, 0.25], [0.3, 0.4, 0.3]],
+    dtype=torch.float64,
 )
 
 
@@ -35,10 +36,14 @@ def test_crowdlab_result_is_consistent() -> None:
     n, k = PROBS.shape
     assert res.posterior.shape == (n, k)
     assert torch.allclose(res.posterior.sum(1), torch.ones(n, dtype=torch.float64))
-    assert torch.allclose(res.consensus_quality, res.posterior.gather(1, res.consensus_label[:, None]).squeeze(1))
+    assert torch.allclose(
+        res.consensus_quality, res.posterior.gather(1, res.consensus_label[:, None]).squeeze(1)
+    )
     assert res.num_annotations.tolist() == [2, 3, 2, 2, 1]
     assert res.consensus_label.tolist() == [0, 1, 2, 0, 1]
-    assert torch.allclose(res.annotator_agreement, torch.tensor([0.5, 2 / 3, 1.0, 1.0, 1.0], dtype=torch.float64))
+    assert torch.allclose(
+        res.annotator_agreement, torch.tensor([0.5, 2 / 3, 1.0, 1.0, 1.0], dtype=torch.float64)
+    )
     assert isinstance(res.model_weight, float) and res.annotator_weight.shape == (3,)
     assert res.mean_annotator_weight == pytest.approx(float(res.annotator_weight.mean()))
 
@@ -81,7 +86,9 @@ def test_ensemble_single_label_branch_formula() -> None:
 
 
 def test_lower_score_means_more_in_need_of_a_label() -> None:
-    labeled, unlabeled = activelab_scores(LABELS, PROBS, torch.tensor([[0.98, 0.01, 0.01], [0.34, 0.33, 0.33]]))
+    labeled, unlabeled = activelab_scores(
+        LABELS, PROBS, torch.tensor([[0.98, 0.01, 0.01], [0.34, 0.33, 0.33]])
+    )
     assert unlabeled[1] < unlabeled[0]  # the uncertain example is asked first
     assert labeled[0] < labeled[2]  # a disputed example before a unanimous, confident one
 

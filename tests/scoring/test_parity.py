@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 cleanlab_multiannotator = pytest.importorskip("cleanlab.multiannotator")
 cleanlab_utils = pytest.importorskip("cleanlab.internal.multiannotator_utils")
 
-from activelab_lightning.scoring import compat  # noqa: E402
+from activelab_lightning.scoring import compat
 
 TOL = 1e-9
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.filter_too_much, HealthCheck.too_slow]}
 
 
 @dataclass
@@ -39,9 +39,7 @@ class Problem:
     unlabeled: np.ndarray  # (U, K) or (P, U, K)
 
 
-def make_problem(
-    seed: int, n: int, m: int, k: int, missing: float, kind: str, ensemble: int = 0
-) -> Problem:
+def make_problem(seed: int, n: int, m: int, k: int, missing: float, kind: str, ensemble: int = 0) -> Problem:
     """Annotators of accuracy 0.2-0.95, softmax models; ``kind`` in plain/quantized/zeros/single."""
     rng = np.random.default_rng(seed)
     truth = rng.integers(0, k, n)
@@ -79,7 +77,11 @@ def make_problem(
 
     u = int(rng.integers(0, 60))
     if ensemble:
-        return Problem(labels, np.stack([probs(n) for _ in range(ensemble)]), np.stack([probs(u) for _ in range(ensemble)]))
+        return Problem(
+            labels,
+            np.stack([probs(n) for _ in range(ensemble)]),
+            np.stack([probs(u) for _ in range(ensemble)]),
+        )
     return Problem(labels, probs(n), probs(u))
 
 
@@ -124,8 +126,9 @@ def class_position_value_counts(x, *, num_classes=None, multi_label=False):
 
 @contextlib.contextmanager
 def patched_counts():
-    with mock.patch.object(cleanlab_utils, "value_counts", class_position_value_counts), mock.patch.object(
-        cleanlab_multiannotator, "value_counts", class_position_value_counts
+    with (
+        mock.patch.object(cleanlab_utils, "value_counts", class_position_value_counts),
+        mock.patch.object(cleanlab_multiannotator, "value_counts", class_position_value_counts),
     ):
         yield
 
@@ -140,7 +143,10 @@ def assert_close(ours: np.ndarray, ref: np.ndarray, what: str) -> None:
 @settings(max_examples=120, **SETTINGS)
 def test_active_learning_scores_match_cleanlab_29(problem: Problem) -> None:
     ref = run_cleanlab(
-        cleanlab_multiannotator.get_active_learning_scores, problem.labels, problem.pred_probs, problem.unlabeled
+        cleanlab_multiannotator.get_active_learning_scores,
+        problem.labels,
+        problem.pred_probs,
+        problem.unlabeled,
     )
     assume(ref is not None)
     lab, unl = compat.get_active_learning_scores(
@@ -156,7 +162,10 @@ def test_active_learning_scores_match_cleanlab_29(problem: Problem) -> None:
 def test_active_learning_scores_match_patched_cleanlab_by_default(problem: Problem) -> None:
     with patched_counts():
         ref = run_cleanlab(
-            cleanlab_multiannotator.get_active_learning_scores, problem.labels, problem.pred_probs, problem.unlabeled
+            cleanlab_multiannotator.get_active_learning_scores,
+            problem.labels,
+            problem.pred_probs,
+            problem.unlabeled,
         )
     assume(ref is not None)
     lab, unl = compat.get_active_learning_scores(problem.labels, problem.pred_probs, problem.unlabeled)
@@ -171,11 +180,16 @@ def test_ensemble_scores_match_cleanlab(problem: Problem, class_position: bool) 
     ref_unlabeled = unlabeled.copy() if unlabeled.shape[1] else None  # cleanlab fails on U = 0
     with patched_counts() if class_position else contextlib.nullcontext():
         ref = run_cleanlab(  # cleanlab scales its inputs in place: give it copies
-            cleanlab_multiannotator.get_active_learning_scores_ensemble, labels.copy(), probs.copy(), ref_unlabeled
+            cleanlab_multiannotator.get_active_learning_scores_ensemble,
+            labels.copy(),
+            probs.copy(),
+            ref_unlabeled,
         )
     assume(ref is not None)
     objective = "class-position" if class_position else "cleanlab-2.9"
-    lab, unl = compat.get_active_learning_scores_ensemble(labels, probs, unlabeled, temperature_objective=objective)
+    lab, unl = compat.get_active_learning_scores_ensemble(
+        labels, probs, unlabeled, temperature_objective=objective
+    )
     assert_close(lab, ref[0], "labeled scores")
     assert_close(unl, ref[1], "unlabeled scores")
     np.testing.assert_array_equal(probs, problem.pred_probs)  # we never modify inputs
@@ -184,12 +198,21 @@ def test_ensemble_scores_match_cleanlab(problem: Problem, class_position: bool) 
 
 @given(
     problems(),
-    st.sampled_from(["best_quality", "majority_vote", ["best_quality", "majority_vote"], ["majority_vote", "best_quality"]]),
+    st.sampled_from(
+        [
+            "best_quality",
+            "majority_vote",
+            ["best_quality", "majority_vote"],
+            ["majority_vote", "best_quality"],
+        ]
+    ),
     st.booleans(),
     st.booleans(),
 )
 @settings(max_examples=80, **SETTINGS)
-def test_label_quality_matches_cleanlab(problem: Problem, method, calibrate: bool, class_position: bool) -> None:
+def test_label_quality_matches_cleanlab(
+    problem: Problem, method, calibrate: bool, class_position: bool
+) -> None:
     assume(is_multi(problem) and problem.labels.shape[1] >= 2)
     with patched_counts() if class_position else contextlib.nullcontext():
         ref = run_cleanlab(
@@ -219,7 +242,9 @@ def test_label_quality_matches_cleanlab(problem: Problem, method, calibrate: boo
         else:
             assert_close(lq[col].to_numpy(), ref_lq[col].to_numpy(), col)
     assert list(ours["detailed_label_quality"].columns) == list(ref["detailed_label_quality"].columns)
-    assert_close(ours["detailed_label_quality"].to_numpy(), ref["detailed_label_quality"].to_numpy(), "detailed")
+    assert_close(
+        ours["detailed_label_quality"].to_numpy(), ref["detailed_label_quality"].to_numpy(), "detailed"
+    )
     stats, ref_stats = ours["annotator_stats"], ref["annotator_stats"]
     assert list(stats.index) == list(ref_stats.index), "annotator order"
     for col in ("annotator_quality", "agreement_with_consensus"):
@@ -244,7 +269,11 @@ def test_agreement_quality_method_matches_cleanlab(problem: Problem, method: str
     )
     assume(ref is not None)
     ours = compat.get_label_quality_multiannotator(
-        problem.labels, problem.pred_probs, consensus_method=method, quality_method="agreement", temperature_objective="cleanlab-2.9"
+        problem.labels,
+        problem.pred_probs,
+        consensus_method=method,
+        quality_method="agreement",
+        temperature_objective="cleanlab-2.9",
     )
     for key in ("label_quality", "detailed_label_quality", "annotator_stats"):
         a, b = ours[key], ref[key]
@@ -255,7 +284,9 @@ def test_agreement_quality_method_matches_cleanlab(problem: Problem, method: str
 @given(problems(max_m=10, max_k=12))
 @settings(max_examples=25, **SETTINGS)
 def test_majority_vote_matches_cleanlab(problem: Problem) -> None:
-    ref = run_cleanlab(cleanlab_multiannotator.get_majority_vote_label, problem.labels, problem.pred_probs, verbose=False)
+    ref = run_cleanlab(
+        cleanlab_multiannotator.get_majority_vote_label, problem.labels, problem.pred_probs, verbose=False
+    )
     assume(ref is not None)
     ours = compat.get_majority_vote_label(problem.labels, problem.pred_probs)
     np.testing.assert_array_equal(ours, ref)
@@ -265,9 +296,13 @@ def test_dataframe_labels_keep_annotator_ids_and_index() -> None:
     pd = pytest.importorskip("pandas")
     problem = make_problem(3, 40, 4, 3, 0.3, "plain")
     frame = pd.DataFrame(problem.labels, columns=["ann", "bob", "cat", "dan"], index=np.arange(100, 140))
-    ref = run_cleanlab(cleanlab_multiannotator.get_label_quality_multiannotator, frame, problem.pred_probs, verbose=False)
+    ref = run_cleanlab(
+        cleanlab_multiannotator.get_label_quality_multiannotator, frame, problem.pred_probs, verbose=False
+    )
     assert ref is not None
-    ours = compat.get_label_quality_multiannotator(frame, problem.pred_probs, temperature_objective="cleanlab-2.9")
+    ours = compat.get_label_quality_multiannotator(
+        frame, problem.pred_probs, temperature_objective="cleanlab-2.9"
+    )
     assert list(ours["label_quality"].index) == list(ref["label_quality"].index)
     assert list(ours["detailed_label_quality"].columns) == list(ref["detailed_label_quality"].columns)
     assert list(ours["annotator_stats"].index) == list(ref["annotator_stats"].index)

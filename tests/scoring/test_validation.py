@@ -18,7 +18,9 @@ from activelab_lightning.scoring import (
 
 NAN = float("nan")
 LABELS = torch.tensor([[0.0, 1.0, NAN], [1.0, 1.0, 0.0], [2.0, NAN, 2.0], [0.0, 0.0, NAN]])
-PROBS = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.5, 0.25, 0.25]], dtype=torch.float64)
+PROBS = torch.tensor(
+    [[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.5, 0.25, 0.25]], dtype=torch.float64
+)
 
 
 def with_value(t: torch.Tensor, index: tuple[int, ...], value: float) -> torch.Tensor:
@@ -28,7 +30,9 @@ def with_value(t: torch.Tensor, index: tuple[int, ...], value: float) -> torch.T
 
 
 def test_nan_probability() -> None:
-    with pytest.raises(ValueError, match=r"pred_probs contains non-finite values \(e\.g\. nan at index \(1, 2\)\)"):
+    with pytest.raises(
+        ValueError, match=r"pred_probs contains non-finite values \(e\.g\. nan at index \(1, 2\)\)"
+    ):
         activelab_scores(LABELS, with_value(PROBS, (1, 2), NAN))
 
 
@@ -38,33 +42,46 @@ def test_inf_probability() -> None:
 
 
 def test_negative_probability() -> None:
-    with pytest.raises(ValueError, match=r"pred_probs contains negative values \(e\.g\. -0\.1.*did you pass logits"):
+    with pytest.raises(
+        ValueError, match=r"pred_probs contains negative values \(e\.g\. -0\.1.*did you pass logits"
+    ):
         activelab_scores(LABELS, with_value(PROBS, (0, 1), -0.1))
 
 
 def test_rows_not_summing_to_one_suggest_logits() -> None:
     logits = torch.log(PROBS) + 3.0
-    with pytest.raises(ValueError, match=r"rows of pred_probs must sum to 1, but row \(0,\) sums to .*did you pass logits\?"):
+    with pytest.raises(
+        ValueError, match=r"rows of pred_probs must sum to 1, but row \(0,\) sums to .*did you pass logits\?"
+    ):
         activelab_scores(LABELS, logits.exp())
 
 
 def test_pred_probs_wrong_ndim() -> None:
-    with pytest.raises(ValueError, match=r"pred_probs must be a 2-D array of shape \(N, K\), got shape \(4,\)"):
+    with pytest.raises(
+        ValueError, match=r"pred_probs must be a 2-D array of shape \(N, K\), got shape \(4,\)"
+    ):
         activelab_scores(LABELS, PROBS[:, 0])
 
 
 def test_single_model_function_given_ensemble_points_to_ensemble_function() -> None:
-    with pytest.raises(ValueError, match=r"got shape \(2, 4, 3\)\. For an ensemble .*activelab_scores_ensemble"):
+    with pytest.raises(
+        ValueError, match=r"got shape \(2, 4, 3\)\. For an ensemble .*activelab_scores_ensemble"
+    ):
         activelab_scores(LABELS, torch.stack([PROBS, PROBS]))
 
 
 def test_ensemble_function_given_single_model() -> None:
-    with pytest.raises(ValueError, match=r"pred_probs must be a 3-D array of shape \(P, N, K\), got shape \(4, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"pred_probs must be a 3-D array of shape \(P, N, K\), got shape \(4, 3\)"
+    ):
         activelab_scores_ensemble(LABELS, PROBS)
 
 
 def test_labels_wrong_ndim() -> None:
-    with pytest.raises(ValueError, match=r"labels must be a 2-D .* got shape \(4,\)\. For one label per example pass labels\[:, None\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"labels must be a 2-D .* got shape \(4,\)\. For one label per example pass labels\[:, None\]",
+    ):
         activelab_scores(torch.tensor([0.0, 1.0, 2.0, 0.0]), PROBS)
 
 
@@ -75,7 +92,9 @@ def test_row_count_mismatch() -> None:
 
 def test_class_count_mismatch_between_labeled_and_unlabeled() -> None:
     unlabeled = torch.full((5, 4), 0.25, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"pred_probs_unlabeled has K = 4 classes .* labeled pred_probs have K = 3"):
+    with pytest.raises(
+        ValueError, match=r"pred_probs_unlabeled has K = 4 classes .* labeled pred_probs have K = 3"
+    ):
         activelab_scores(LABELS, PROBS, unlabeled)
 
 
@@ -86,7 +105,9 @@ def test_class_count_mismatch_in_fitted_scorer() -> None:
 
 
 def test_non_integer_labels() -> None:
-    with pytest.raises(ValueError, match=r"labels must hold integer class indices .* got 1\.5.*did you pass probabilities"):
+    with pytest.raises(
+        ValueError, match=r"labels must hold integer class indices .* got 1\.5.*did you pass probabilities"
+    ):
         activelab_scores(with_value(LABELS, (1, 1), 1.5), PROBS)
 
 
@@ -96,7 +117,10 @@ def test_negative_labels() -> None:
 
 
 def test_labels_out_of_range() -> None:
-    with pytest.raises(ValueError, match=r"labels contains class 3 but pred_probs has only K = 3 classes \(valid labels are 0\.\.2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"labels contains class 3 but pred_probs has only K = 3 classes \(valid labels are 0\.\.2\)",
+    ):
         activelab_scores(with_value(LABELS, (0, 2), 3.0), PROBS)
 
 
@@ -107,7 +131,9 @@ def test_infinite_labels() -> None:
 
 def test_rows_without_labels() -> None:
     labels = with_value(with_value(LABELS, (3, 0), NAN), (3, 1), NAN)
-    with pytest.raises(ValueError, match=r"labels has examples with no label at all \(rows 3\).*pred_probs_unlabeled"):
+    with pytest.raises(
+        ValueError, match=r"labels has examples with no label at all \(rows 3\).*pred_probs_unlabeled"
+    ):
         activelab_scores(labels, PROBS)
 
 
@@ -117,7 +143,9 @@ def test_single_class_is_rejected() -> None:
 
 
 def test_empty_labeled_set() -> None:
-    with pytest.raises(ValueError, match=r"pred_probs is empty \(shape \(0, 3\)\); pass at least one example, or None"):
+    with pytest.raises(
+        ValueError, match=r"pred_probs is empty \(shape \(0, 3\)\); pass at least one example, or None"
+    ):
         activelab_scores(torch.zeros(0, 2), torch.zeros(0, 3))
 
 
@@ -147,7 +175,9 @@ def test_pred_probs_without_labels() -> None:
 
 
 def test_string_labels() -> None:
-    with pytest.raises(TypeError, match=r"labels must hold numbers .* dtype <U1.*Encode class names as integers"):
+    with pytest.raises(
+        TypeError, match=r"labels must hold numbers .* dtype <U1.*Encode class names as integers"
+    ):
         majority_vote(np.array([["a", "b"], ["b", "b"]]))
 
 
@@ -157,12 +187,16 @@ def test_unknown_temperature_objective() -> None:
 
 
 def test_unknown_consensus_method() -> None:
-    with pytest.raises(ValueError, match=r"consensus_method must be 'best_quality' or 'majority_vote', got 'mean'"):
+    with pytest.raises(
+        ValueError, match=r"consensus_method must be 'best_quality' or 'majority_vote', got 'mean'"
+    ):
         crowdlab(LABELS, PROBS, consensus_method="mean")  # type: ignore[arg-type]
 
 
 def test_crowdlab_needs_a_multi_labeled_example() -> None:
-    with pytest.raises(ValueError, match=r"CROWDLAB needs at least one example with two or more labels.*consensus_targets"):
+    with pytest.raises(
+        ValueError, match=r"CROWDLAB needs at least one example with two or more labels.*consensus_targets"
+    ):
         crowdlab(torch.tensor([[0.0, NAN], [NAN, 1.0], [2.0, NAN], [0.0, NAN]]), PROBS)
 
 
@@ -172,18 +206,24 @@ def test_bad_temperature() -> None:
 
 
 def test_bad_generator() -> None:
-    with pytest.raises(TypeError, match=r"generator must be a torch.Generator, an int seed or None, got 'seed'"):
+    with pytest.raises(
+        TypeError, match=r"generator must be a torch.Generator, an int seed or None, got 'seed'"
+    ):
         majority_vote(LABELS, PROBS, generator="seed")  # type: ignore[arg-type]
 
 
 def test_unfitted_scorer() -> None:
-    with pytest.raises(RuntimeError, match=r"ActiveLabScorer is not fitted; call \.fit\(labels, pred_probs\) first"):
+    with pytest.raises(
+        RuntimeError, match=r"ActiveLabScorer is not fitted; call \.fit\(labels, pred_probs\) first"
+    ):
         ActiveLabScorer().score_unlabeled(PROBS)
 
 
 def test_ensemble_member_count_mismatch() -> None:
     probs = torch.stack([PROBS, PROBS])
-    with pytest.raises(ValueError, match=r"pred_probs_unlabeled has P = 3 models .* labeled pred_probs have P = 2"):
+    with pytest.raises(
+        ValueError, match=r"pred_probs_unlabeled has P = 3 models .* labeled pred_probs have P = 2"
+    ):
         activelab_scores_ensemble(LABELS, probs, torch.stack([PROBS, PROBS, PROBS]))
 
 

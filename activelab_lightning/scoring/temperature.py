@@ -129,10 +129,14 @@ class _Objective:
         if dtype not in self._logp:
             self._logp[dtype] = torch.log(self.probs.to(dtype))
             self._buf[dtype] = torch.empty_like(self._logp[dtype])
-        t = max(temperature, _EPS_T)
         buf = self._buf[dtype]
-        torch.div(self._logp[dtype], t, out=buf)
-        log_s_row = torch.log(buf.exp_().sum(1).to(self.probs.dtype))
+        torch.div(self._logp[dtype], max(temperature, _EPS_T), out=buf)
+        return self.from_row_sums(temperature, buf.exp_().sum(1))
+
+    def from_row_sums(self, temperature: float, row_sums: Tensor) -> float:
+        """``J(T)`` given ``S_i(T) = Σ_k p_ik^(1/T)``."""
+        t = max(temperature, _EPS_T)
+        log_s_row = torch.log(row_sums.to(self.probs.dtype))
         # log S_i <= max(0, log K) for any T, so the floor is unreachable when this holds:
         if self.row_logp is not None and self.min_logp_at / t - max(0.0, self.log_k) > self._LOG_FLOOR:
             ce = log_s_row - self.row_logp / t  # rows of E sum to 1
@@ -141,6 +145,27 @@ class _Objective:
             ce = torch.zeros(self.n, dtype=log_s.dtype, device=log_s.device)
             ce.index_add_(0, self.rows, -self.vals * log_s)
         return float((ce / self.log_k).mean().item())
+
+    def row_sums32(self, temperatures: list[float]) -> dict[float, Tensor]:
+        """float32 ``S_i(T)`` for several temperatures in one cache-friendly sweep over rows.
+
+        The sweep is memory-bound: each block of rows is read once and reused for every
+        temperature while it sits in cache.
+        """
+        if torch.float32 not in self._logp:
+            self._logp[torch.float32] = torch.log(self.probs.to(torch.float32))
+        logp = self._logp[torch.float32]
+        n, k = logp.shape
+        step = max(1, _SWEEP_ELEMENTS // k)
+        sums = {t: torch.empty(n, dtype=torch.float32, device=logp.device) for t in temperatures}
+        buf = torch.empty(min(step, n), k, dtype=torch.float32, device=logp.device)
+        for start in range(0, n, step):
+            block = logp[start : start + step]
+            out = buf[: block.shape[0]]
+            for t in temperatures:
+                torch.div(block, max(t, _EPS_T), out=out)
+                torch.sum(out.exp_(), 1, out=sums[t][start : start + step])
+        return sums
 
 
 def _argmin(values: list[float]) -> int:
@@ -168,6 +193,7 @@ def _fine_grid(j: int) -> list[float]:
 # of the minimum are evaluated in float64, and none if a single point is within it.
 _SCREEN_MARGIN = 1e-4
 _SCREEN_MAX_K = 1024
+_SWEEP_ELEMENTS = 1 << 17  # float32 elements per row block of the sweep (512 KiB)
 
 
 class _DenseObjective:
@@ -213,9 +239,9 @@ def _search(probs: Tensor, counts: Tensor, objective: TemperatureObjective) -> f
     def values(grid: list[float] | tuple[float, ...]) -> list[float]:
         if not screen:
             return [exact_value(t) for t in grid]
-        for t in grid:
-            if t not in approx:
-                approx[t] = obj(t, torch.float32)
+        todo = [t for t in grid if t not in approx]
+        if todo:
+            approx.update({t: obj.from_row_sums(t, v) for t, v in obj.row_sums32(todo).items()})
         rough = [approx[t] for t in grid]
         if any(math.isnan(v) for v in rough):
             return [exact_value(t) for t in grid]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -33,7 +34,7 @@ from ._validation import (
 )
 from .crowdlab import CrowdlabResult, _run_crowdlab
 from .majority_vote import _majority_vote, label_counts
-from .temperature import _search, _temperature_scale
+from .temperature import _EPS_LOG, _EPS_T, _search, _temperature_scale
 
 __all__ = ["activelab_scores", "activelab_scores_ensemble"]
 
@@ -124,11 +125,39 @@ def _fit(
     )
 
 
+_BLOCK_ELEMENTS = 1 << 16  # float64 elements per row block when scoring unlabeled rows (512 KiB)
+
+
+def _max_scaled_probability(q: Tensor, temperature: float) -> Tensor:
+    """``max_k temperature_scale(q, T)[u, k]`` row by row, without the scaled matrix.
+
+    ``max_k softmax(log p / T) = 1 / Σ_k exp((log p_k - log p_max) / T)`` (the normalisation of
+    ``p`` cancels). On CPU it runs in numpy over cache-sized row blocks, so memory stays bounded
+    and every row's result is independent of the batch it arrives in.
+    """
+    t = max(temperature, _EPS_T)
+    if q.device.type != "cpu" or q.dtype != torch.float64:
+        x = q.clamp(min=_EPS_LOG).log_()
+        x.sub_(x.amax(1, keepdim=True)).div_(t).exp_()
+        return x.sum(1).reciprocal_()
+    a = q.detach().numpy()
+    out = np.empty(a.shape[0])
+    step = max(1, _BLOCK_ELEMENTS // max(a.shape[1], 1))
+    for start in range(0, a.shape[0], step):
+        x = np.maximum(a[start : start + step], _EPS_LOG)
+        np.log(x, out=x)
+        x -= x.max(1, keepdims=True)
+        x /= t
+        np.exp(x, out=x)
+        out[start : start + step] = 1.0 / x.sum(1)
+    return torch.from_numpy(out)
+
+
 def _score_unlabeled(fit: _Fit, q: Tensor) -> Tensor:
     """Single-model unlabeled scores for validated ``(U, K)`` probabilities (row-wise)."""
     k = q.shape[-1]
     w_m, w_bar = fit.model_weight[0], fit.mean_annotator_weight
-    top = _temperature_scale(q, fit.temperature[0]).amax(1)
+    top = _max_scaled_probability(q, fit.temperature[0])
     return (w_m * top + (1.0 / k) * w_bar) / (w_m + w_bar)
 
 

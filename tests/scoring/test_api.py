@@ -143,3 +143,25 @@ def test_docstring_examples(module: str) -> None:
     mod = importlib.import_module(f"activelab_lightning.scoring.{module}")
     failures, _ = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert failures == 0
+
+
+def test_torch_paths_used_on_accelerators_agree_with_the_cpu_float64_path() -> None:
+    """Non-float64 / non-CPU inputs skip the numpy fast paths; exercise them with CPU float32."""
+    from activelab_lightning.scoring.activelab import _fit, _max_scaled_probability
+    from activelab_lightning.scoring.temperature import _temperature_scale
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 4, (300, 5), generator=g).to(torch.float64)
+    labels[torch.rand(300, 5, generator=g) < 0.5] = NAN
+    labels[:, 0] = torch.randint(0, 4, (300,), generator=g).to(torch.float64)
+    probs = torch.softmax(torch.randn(300, 4, generator=g, dtype=torch.float64) * 2, 1)
+    fit64 = _fit(labels, probs[None], "class-position", None)
+    fit32 = _fit(labels, probs.float()[None], "class-position", None)
+    assert fit32.temperature == fit64.temperature
+    assert torch.allclose(fit32.labeled_scores.double(), fit64.labeled_scores, atol=1e-5)
+    for t in (0.1, 1.0, 7.25):
+        scaled32 = _temperature_scale(probs.float(), t)
+        assert torch.allclose(scaled32.double(), _temperature_scale(probs, t), atol=1e-5)
+        assert torch.allclose(
+            _max_scaled_probability(probs.float(), t).double(), _max_scaled_probability(probs, t), atol=1e-5
+        )

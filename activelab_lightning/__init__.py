@@ -21,7 +21,18 @@ _EXPORTS: dict[str, str] = {
     "AnnotationStore": "activelab_lightning.store",
     "ActiveDataModule": "activelab_lightning.datamodule",
     "ActiveLabCallback": "activelab_lightning.callback",
+    "OracleAnswerError": "activelab_lightning.callback",
     "ActiveLearningLoop": "activelab_lightning.loop",
+    "register_strategy": "activelab_lightning.selection",
+    "get_strategy": "activelab_lightning.selection",
+    "available_strategies": "activelab_lightning.selection",
+    "collect_predictions": "activelab_lightning.predictions",
+    "iter_predictions": "activelab_lightning.predictions",
+    "Reporter": "activelab_lightning.reporting",
+    "MLPClassifier": "activelab_lightning.models",
+    "SmallCNN": "activelab_lightning.models",
+    "WaitingForLabels": "activelab_lightning.errors",
+    "OracleUnavailable": "activelab_lightning.errors",
     "ActiveLabScorer": "activelab_lightning.scoring",
     "activelab_scores": "activelab_lightning.scoring",
     "crowdlab": "activelab_lightning.scoring",
@@ -31,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "ReplayOracle": "activelab_lightning.oracles",
     "FileOracle": "activelab_lightning.oracles",
     "LabelStudioOracle": "activelab_lightning.oracles",
+    "register_oracle": "activelab_lightning.oracles",
+    "get_oracle": "activelab_lightning.oracles",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -208,6 +208,7 @@ class ActiveLearningLoop:
             results = trainer.test(module, datamodule=self.datamodule, verbose=False)
             for result in results:
                 test_metrics.update({k: float(v) for k, v in result.items()})
+            self._report_evaluation(r, test_metrics, trainer)
         self._current = module
         self._save_model(r, module)
         last = self.callback.history[-1] if self.callback.history else {}
@@ -224,6 +225,15 @@ class ActiveLearningLoop:
             "seconds": time.perf_counter() - started,
         }
         self.history = [h for h in self.history if h["round"] != r] + [row]
+
+    def _report_evaluation(self, r: int, metrics: dict[str, float], trainer: pl.Trainer) -> None:
+        """Hand the round's test metrics to the callback's reporter (the model is tested after its acquisition)."""
+        reporter = self.callback.reporter
+        log_evaluation = getattr(reporter, "log_evaluation", None)
+        if not metrics or log_evaluation is None or not trainer.is_global_zero:
+            return
+        if any(rec.get("round") == r for rec in getattr(reporter, "history", ())):
+            log_evaluation(r, metrics, trainer=trainer)
 
     def _next_round(self) -> int:
         in_flight = [rec.round for rec in self.store.rounds() if rec.status != "completed"]

@@ -737,19 +737,8 @@ class ActiveLabCallback(pl.Callback):
         )
         self.last_summary = summary
         entry = {
-            "round": summary.round,
+            **summary.scalars(),
             "strategy": summary.strategy,
-            "num_requests": len(summary.requests),
-            "num_new": summary.num_new,
-            "num_relabel": summary.num_relabel,
-            "num_answers": len(summary.answers),
-            "num_pending": summary.num_pending,
-            "num_exhausted": summary.num_exhausted,
-            "num_annotations": summary.num_annotations,
-            "num_labeled": summary.num_labeled,
-            "num_unlabeled": summary.num_unlabeled,
-            "consensus_accuracy": consensus_accuracy,
-            "seconds": seconds,
             "resumed": outcome.resumed,
             **diagnostics,
         }

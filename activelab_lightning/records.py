@@ -133,6 +133,32 @@ class RoundSummary:
     metrics: "dict[str, float] | None" = None
     seconds: float = 0.0
 
+    def scalars(self) -> dict[str, float | int | None]:
+        """The round's scalar fields: the common core of history rows, logger metrics and the round log.
+
+        Example::
+
+            >>> RoundSummary(round=0, strategy="random", num_annotations=3, num_labeled=2, num_unlabeled=5,
+            ...              requests=(), answers=()).scalars()["num_annotations"]
+            3
+        """
+        return {
+            "round": self.round,
+            "num_annotations": self.num_annotations,
+            "num_labeled": self.num_labeled,
+            "num_unlabeled": self.num_unlabeled,
+            "num_requests": len(self.requests),
+            "num_new": self.num_new,
+            "num_relabel": self.num_relabel,
+            "num_answers": len(self.answers),
+            "num_pending": self.num_pending,
+            "num_exhausted": self.num_exhausted,
+            "consensus_accuracy": self.consensus_accuracy,
+            "model_weight": self.model_weight,
+            "mean_annotator_weight": self.mean_annotator_weight,
+            "seconds": self.seconds,
+        }
+
     @property
     def num_new(self) -> int:
         """Requests for examples that had no label."""

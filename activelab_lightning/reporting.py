@@ -179,22 +179,7 @@ def round_scalars(summary: RoundSummary, *, prefix: str = METRIC_PREFIX) -> dict
         >>> round_scalars(s)["activelab/num_labeled"]
         8.0
     """
-    values: dict[str, float | None] = {
-        "round": summary.round,
-        "num_annotations": summary.num_annotations,
-        "num_labeled": summary.num_labeled,
-        "num_unlabeled": summary.num_unlabeled,
-        "num_requests": len(summary.requests),
-        "num_new": summary.num_new,
-        "num_relabel": summary.num_relabel,
-        "num_answers": len(summary.answers),
-        "num_pending": summary.num_pending,
-        "num_exhausted": summary.num_exhausted,
-        "consensus_accuracy": summary.consensus_accuracy,
-        "model_weight": summary.model_weight,
-        "mean_annotator_weight": summary.mean_annotator_weight,
-        "seconds": summary.seconds,
-    }
+    values: dict[str, float | None] = dict(summary.scalars())
     values.update(_score_stats("labeled", _as_float64(summary.labeled_scores)))
     values.update(_score_stats("unlabeled", _as_float64(summary.unlabeled_scores)))
     if summary.requests:
@@ -231,23 +216,10 @@ def _jsonable(value: Any) -> Any:
 
 def _round_record(summary: RoundSummary) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "round": summary.round,
+        **summary.scalars(),
         "strategy": summary.strategy,
-        "num_annotations": summary.num_annotations,
         "num_annotations_trained": summary.num_annotations - len(summary.answers),
-        "num_labeled": summary.num_labeled,
-        "num_unlabeled": summary.num_unlabeled,
-        "num_requests": len(summary.requests),
-        "num_new": summary.num_new,
-        "num_relabel": summary.num_relabel,
-        "num_answers": len(summary.answers),
-        "num_pending": summary.num_pending,
-        "num_exhausted": summary.num_exhausted,
-        "consensus_accuracy": summary.consensus_accuracy,
         "test_accuracy": _test_accuracy(summary),
-        "model_weight": summary.model_weight,
-        "mean_annotator_weight": summary.mean_annotator_weight,
-        "seconds": summary.seconds,
         "metrics": dict(summary.metrics or {}),
         "annotator_stats": [dict(row) for row in summary.annotator_stats],
         "requests": [dict(asdict(r), request_id=r.request_id) for r in summary.requests],

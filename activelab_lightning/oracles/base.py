@@ -21,7 +21,7 @@ import numpy as np
 
 from activelab_lightning.records import LabelRequest, OracleResponse
 
-__all__ = ["BaseOracle", "Oracle", "stable_uniform", "string_keys"]
+__all__ = ["BaseOracle", "Oracle", "class_name_tuple", "stable_uniform", "string_keys"]
 
 
 @runtime_checkable
@@ -145,6 +145,29 @@ class BaseOracle(ABC):
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+
+
+def class_name_tuple(class_names: Sequence[str]) -> tuple[str, ...]:
+    """Check the class list a human-facing oracle shows its annotators.
+
+    Args:
+        class_names: The ``K`` class names, in class-index order.
+
+    Returns:
+        The names as a tuple of strings.
+
+    Raises:
+        ValueError: Fewer than 2 names, repeated names, or a single string instead of a list.
+
+    Example::
+
+        >>> class_name_tuple(["cat", "dog"])
+        ('cat', 'dog')
+    """
+    names = [str(c) for c in class_names] if not isinstance(class_names, str) else []
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"class_names must hold at least 2 distinct names, got {class_names!r}")
+    return tuple(names)
 
 
 def _mix(z: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from activelab_lightning.oracles.base import BaseOracle
+from activelab_lightning.oracles.base import BaseOracle, class_name_tuple
 from activelab_lightning.records import Annotation, LabelRequest, OracleResponse
 
 __all__ = [
@@ -385,12 +385,10 @@ class FileOracle(BaseOracle):
         store: Any = None,
         num_examples: int | None = None,
     ) -> None:
-        names = [str(c) for c in class_names] if not isinstance(class_names, str) else []
-        if len(names) < 2 or len(set(names)) != len(names):
-            raise ValueError(f"class_names must hold at least 2 distinct names, got {class_names!r}")
+        names = class_name_tuple(class_names)
         super().__init__("file", num_examples=num_examples, num_classes=len(names))
         self.directory = Path(directory)
-        self.class_names = tuple(names)
+        self.class_names = names
         paths = [answers] if isinstance(answers, (str, os.PathLike)) else list(answers)
         if not paths:
             raise ValueError("answers must name at least one file, got an empty list")

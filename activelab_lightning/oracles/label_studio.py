@@ -45,7 +45,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from activelab_lightning.errors import ActiveLabError, OracleUnavailable
-from activelab_lightning.oracles.base import BaseOracle
+from activelab_lightning.oracles.base import BaseOracle, class_name_tuple
 from activelab_lightning.oracles.file import (
     AnswerProblem,
     display_fields,
@@ -319,11 +319,9 @@ class LabelStudioOracle(BaseOracle):
         backoff: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        names = [str(c) for c in class_names] if not isinstance(class_names, str) else []
-        if len(names) < 2 or len(set(names)) != len(names):
-            raise ValueError(f"class_names must hold at least 2 distinct names, got {class_names!r}")
+        names = class_name_tuple(class_names)
         super().__init__("label_studio", num_examples=num_examples, num_classes=len(names))
-        self.class_names = tuple(names)
+        self.class_names = names
         url = url or os.environ.get(url_env, "")
         if not url:
             raise ValueError(f"url is not set: pass url=... or set ${url_env} (e.g. http://127.0.0.1:8080)")

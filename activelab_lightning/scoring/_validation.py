@@ -31,6 +31,7 @@ __all__ = [
     "as_probabilities",
     "as_tensor",
     "check_objective",
+    "check_probability_values",
     "check_same_rows",
     "make_generator",
 ]
@@ -110,6 +111,7 @@ def as_probabilities(
     allow_empty: bool = False,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    check_values: bool = True,
 ) -> Tensor:
     """Validate predicted class probabilities and return them as a floating tensor.
 
@@ -122,6 +124,9 @@ def as_probabilities(
         allow_empty: Accept ``N = 0`` (unlabeled pools may be empty).
         dtype: Output dtype; default float64 on CPU, the input's floating dtype elsewhere.
         device: Output device; default the input's.
+        check_values: Check the values (finite, >= 0, rows sum to 1). ``False`` checks only
+            the type and shape; the caller must then check the values itself (e.g. inside a
+            blocked pass over the data) and call :func:`check_probability_values` on failure.
 
     Returns:
         The probabilities, same shape.
@@ -166,11 +171,21 @@ def as_probabilities(
             f"{name} has K = {k} classes (shape {tuple(t.shape)}) but the labeled pred_probs have "
             f"K = {num_classes}; both must come from the same model head."
         )
+    if check_values:
+        check_probability_values(t, name)
+    return t
+
+
+def check_probability_values(t: Tensor, name: str) -> None:
+    """Raise ``ValueError`` unless ``t`` (``(..., K)``) is finite, non-negative, rows summing to 1.
+
+    Rows must sum to 1 within ``1e-3``. The message names the first offending entry or row.
+    """
     if t.numel() == 0:
-        return t
+        return
     sums = t.sum(-1)
-    if bool((t >= 0).all()) and bool(((sums - 1).abs() <= _ROW_SUM_TOL).all()):
-        return t  # fast path: one comparison pass and one sum (NaN fails ">= 0", inf the sum)
+    if float(t.amin()) >= 0 and bool(((sums - 1).abs() <= _ROW_SUM_TOL).all()):
+        return  # fast path: one min and one sum (a NaN min fails ">= 0", inf fails the sum)
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         where = bad.nonzero()[0].tolist()
@@ -192,7 +207,6 @@ def as_probabilities(
         f"{sums[tuple(where)].item():.6g}; did you pass logits? Apply softmax over the class "
         "dimension first."
     )
-    return t
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ are on one scale, so both pools can be ranked together.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,12 +25,14 @@ import torch
 from torch import Tensor
 
 from ._validation import (
+    _ROW_SUM_TOL,
     ArrayLike,
     LabelMatrix,
     TemperatureObjective,
     as_label_matrix,
     as_probabilities,
     check_objective,
+    check_probability_values,
     make_generator,
 )
 from .crowdlab import CrowdlabResult, _run_crowdlab
@@ -125,39 +128,89 @@ def _fit(
     )
 
 
+_UNLABELED = "pred_probs_unlabeled"
 _BLOCK_ELEMENTS = 1 << 16  # float64 elements per row block when scoring unlabeled rows (512 KiB)
+_LOG_NORMAL = -700.0  # exp(x) is a normal float64 for x above this
 
 
-def _max_scaled_probability(q: Tensor, temperature: float) -> Tensor:
+def _max_scaled_probability(q: Tensor, temperature: float, validate_as: str | None = None) -> Tensor:
     """``max_k temperature_scale(q, T)[u, k]`` row by row, without the scaled matrix.
 
-    ``max_k softmax(log p / T) = 1 / Σ_k exp((log p_k - log p_max) / T)`` (the normalisation of
-    ``p`` cancels). On CPU it runs in numpy over cache-sized row blocks, so memory stays bounded
-    and every row's result is independent of the batch it arrives in.
+    With ``p' = max(p, 1e-30)``: ``max_k softmax(log p' / T) = max_k p'^(1/T) / Σ_k p'^(1/T)``
+    (the normalisation of ``p'`` cancels). On CPU float64 it runs over cache-sized row blocks,
+    each read from memory once: (optional) validation, ``log``, scale, ``exp``, row sum and
+    row max while the block sits in cache. Every operation is row-local, so a row's result
+    does not depend on the batch it arrives in.
+
+    Args:
+        q: ``(U, K)`` probabilities.
+        temperature: ``T``.
+        validate_as: If given, also check the values of ``q`` (as
+            :func:`check_probability_values` with this argument name) in the same pass.
+
+    Returns:
+        ``(U,)`` the largest temperature-scaled probability of each row.
     """
     t = max(temperature, _EPS_T)
     if q.device.type != "cpu" or q.dtype != torch.float64:
+        if validate_as is not None:
+            check_probability_values(q, validate_as)
         x = q.clamp(min=_EPS_LOG).log_()
         x.sub_(x.amax(1, keepdim=True)).div_(t).exp_()
         return x.sum(1).reciprocal_()
-    a = q.detach().numpy()
-    out = np.empty(a.shape[0])
-    step = max(1, _BLOCK_ELEMENTS // max(a.shape[1], 1))
-    for start in range(0, a.shape[0], step):
-        x = np.maximum(a[start : start + step], _EPS_LOG)
-        np.log(x, out=x)
-        x -= x.max(1, keepdims=True)
-        x /= t
-        np.exp(x, out=x)
-        out[start : start + step] = 1.0 / x.sum(1)
-    return torch.from_numpy(out)
+    q = q.detach().contiguous()
+    a = q.numpy()
+    n, k = a.shape
+    top, den = torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
+    sums = torch.empty(n, dtype=torch.float64) if validate_as is not None else None
+    step = max(1, _BLOCK_ELEMENTS // max(k, 1))
+    buf = np.empty((min(step, n), k))
+    buf_t = torch.from_numpy(buf)
+    inv_t = 1.0 / t
+    # Valid rows have p_max >= (1 - tol) / K, so exp(log p_max / T) stays a normal float and the
+    # usual max-shift is unnecessary unless K is astronomically large or T tiny.
+    shift = math.log((1.0 - _ROW_SUM_TOL) / k) * inv_t < _LOG_NORMAL
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        x, xt = a[start:stop], q[start:stop]
+        b, bt = buf[: stop - start], buf_t[: stop - start]
+        lo = float(x.min())
+        if sums is not None:
+            torch.sum(xt, 1, out=sums[start:stop])
+            if not lo >= 0.0:  # negative or NaN
+                return _validate_then_retry(q, temperature, validate_as)
+        src, src_t = x, xt
+        if not lo >= _EPS_LOG:  # floor only blocks that need it (max(p, 1e-30) is a no-op otherwise)
+            np.maximum(x, _EPS_LOG, out=b)
+            src, src_t = b, bt
+        if t != 1.0:
+            np.log(src, out=b)
+            if shift:
+                b -= b.max(1, keepdims=True)
+            b *= inv_t
+            np.exp(b, out=b)
+            src_t = bt
+        torch.sum(src_t, 1, out=den[start:stop])
+        torch.amax(src_t, 1, out=top[start:stop])
+    if sums is not None and not bool(((sums - 1.0).abs() <= _ROW_SUM_TOL).all()):
+        return _validate_then_retry(q, temperature, validate_as)
+    return top.div_(den)
 
 
-def _score_unlabeled(fit: _Fit, q: Tensor) -> Tensor:
-    """Single-model unlabeled scores for validated ``(U, K)`` probabilities (row-wise)."""
+def _validate_then_retry(q: Tensor, temperature: float, name: str | None) -> Tensor:
+    """Raise the validation error for ``q``; if the full check passes after all, score unchecked."""
+    check_probability_values(q, name or "pred_probs_unlabeled")
+    return _max_scaled_probability(q, temperature)
+
+
+def _score_unlabeled(fit: _Fit, q: Tensor, validate_as: str | None = None) -> Tensor:
+    """Single-model unlabeled scores for ``(U, K)`` probabilities (row-wise).
+
+    ``validate_as``: check the values of ``q`` in the same pass (the argument name for errors).
+    """
     k = q.shape[-1]
     w_m, w_bar = fit.model_weight[0], fit.mean_annotator_weight
-    top = _max_scaled_probability(q, fit.temperature[0])
+    top = _max_scaled_probability(q, fit.temperature[0], validate_as)
     return (w_m * top + (1.0 / k) * w_bar) / (w_m + w_bar)
 
 
@@ -187,8 +240,17 @@ def _score_unlabeled_ensemble(fit: _Fit, q: Tensor, generator: torch.Generator) 
     return (num + (1.0 / k) * w_bar) / (sum(wm) + w_bar)
 
 
-def _unlabeled_probs(x: ArrayLike, fit: _Fit, ndim: int, num_models: int | None = None) -> Tensor:
-    q = as_probabilities(x, "pred_probs_unlabeled", ndim=ndim, num_classes=fit.num_classes, allow_empty=True)
+def _unlabeled_probs(
+    x: ArrayLike, fit: _Fit, ndim: int, num_models: int | None = None, *, check_values: bool = True
+) -> Tensor:
+    q = as_probabilities(
+        x,
+        _UNLABELED,
+        ndim=ndim,
+        num_classes=fit.num_classes,
+        allow_empty=True,
+        check_values=check_values,
+    )
     if num_models is not None and q.shape[0] != num_models:
         raise ValueError(
             f"pred_probs_unlabeled has P = {q.shape[0]} models (shape {tuple(q.shape)}) but the "
@@ -249,8 +311,8 @@ def activelab_scores(
         fit = _fit(labels, probs[None], temperature_objective, generator)
     if pred_probs_unlabeled is None:
         return fit.labeled_scores, fit.labeled_scores.new_empty(0)
-    q = _unlabeled_probs(pred_probs_unlabeled, fit, 2)
-    return fit.labeled_scores.to(q.dtype), _score_unlabeled(fit, q)
+    q = _unlabeled_probs(pred_probs_unlabeled, fit, 2, check_values=False)
+    return fit.labeled_scores.to(q.dtype), _score_unlabeled(fit, q, validate_as=_UNLABELED)
 
 
 def activelab_scores_ensemble(

@@ -139,7 +139,8 @@ class ActiveLabScorer(_FittedScorer):
             ``(B,)`` scores, comparable with :attr:`labeled_scores_`.
         """
         fit = self._fitted()
-        return _score_unlabeled(fit, _unlabeled_probs(pred_probs_unlabeled, fit, 2))
+        q = _unlabeled_probs(pred_probs_unlabeled, fit, 2, check_values=False)
+        return _score_unlabeled(fit, q, validate_as="pred_probs_unlabeled")
 
 
 class ActiveLabEnsembleScorer(_FittedScorer):

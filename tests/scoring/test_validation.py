@@ -240,3 +240,40 @@ def test_annotators_without_labels_are_dropped_not_rejected() -> None:
     result = crowdlab(with_empty, PROBS)
     assert torch.isnan(result.annotator_weight[1]) and not bool(result.annotator_mask[1])
     assert torch.equal(result.annotator_weight[[0, 2, 3]], crowdlab(LABELS, PROBS).annotator_weight)
+
+
+def _many_unlabeled(rows: int = 50_000) -> torch.Tensor:
+    """``(rows, 3)``: several cache blocks of the unlabeled kernel (65536 elements each)."""
+    g = torch.Generator().manual_seed(1)
+    return torch.softmax(torch.randn(rows, 3, generator=g, dtype=torch.float64), 1)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (NAN, r"pred_probs_unlabeled contains non-finite values \(e\.g\. nan at index \(40000, 1\)\)"),
+        (
+            float("inf"),
+            r"pred_probs_unlabeled contains non-finite values \(e\.g\. inf at index \(40000, 1\)\)",
+        ),
+        (-0.5, r"pred_probs_unlabeled contains negative values \(e\.g\. -0\.5 at index \(40000, 1\)\)"),
+        (3.0, r"rows of pred_probs_unlabeled must sum to 1, but row \(40000,\) sums to"),
+    ],
+)
+def test_unlabeled_values_checked_in_the_blocked_pass(value: float, message: str) -> None:
+    """The unlabeled values are validated inside the scoring pass; a bad entry in a later block
+    still raises the standalone check's message, from every entry point."""
+    bad = with_value(_many_unlabeled(), (40000, 1), value)
+    with pytest.raises(ValueError, match=message):
+        activelab_scores(LABELS, PROBS, bad)
+    with pytest.raises(ValueError, match=message):
+        activelab_scores(None, None, bad)
+    with pytest.raises(ValueError, match=message):
+        ActiveLabScorer().fit(LABELS, PROBS).score_unlabeled(bad)
+
+
+def test_unlabeled_rows_just_inside_the_sum_tolerance_are_scored() -> None:
+    q = _many_unlabeled()
+    q[40000] *= 1.0009  # within the 1e-3 row-sum tolerance
+    _, scores = activelab_scores(LABELS, PROBS, q)
+    assert scores.shape == (50_000,) and bool(torch.isfinite(scores).all())

@@ -54,13 +54,16 @@ def _majority_vote(
 ) -> Tensor:
     """Majority vote on validated inputs; ``counts`` from :func:`label_counts`, ``probs`` (N, K)."""
     top, label = counts.max(1)
-    cand = counts == top[:, None]
-    n_tied = _count_true(cand, 1)
-    tied = (n_tied > 1).nonzero().flatten()
+    if lm.num_annotators < counts.shape[1]:  # O(N·M): another class's label has the top count
+        same = counts.gather(1, lm.index)
+        tied_rows = ((same == top[:, None]) & (lm.index != label[:, None]) & lm.mask).any(1)
+    else:
+        tied_rows = _count_true(counts == top[:, None], 1) > 1
+    tied = tied_rows.nonzero().flatten()
     if tied.numel() == 0:
         return label
-    untied = n_tied == 1
-    sub = cand[tied]
+    untied = ~tied_rows
+    sub = counts[tied] == top[tied, None]
     # 1. the model's probability among the tied classes (exact equality)
     if probs is not None:
         sub = _keep_extreme(sub, probs[tied].to(torch.float64), largest=True)

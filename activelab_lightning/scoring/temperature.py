@@ -50,7 +50,7 @@ def _sparse_empirical(counts: Tensor, objective: TemperatureObjective) -> tuple[
     n = torch.zeros(counts.shape[0], dtype=torch.float64, device=counts.device).index_add_(0, rows, c)
     vals = c / n[rows]
     if objective == "cleanlab-2.9":  # rank of the class among the row's present classes
-        per_row = nz.sum(1)
+        per_row = torch.bincount(rows, minlength=counts.shape[0])  # O(nnz), rows are sorted
         start = per_row.cumsum(0) - per_row
         cols = torch.arange(rows.numel(), device=rows.device) - start[rows]
     else:
@@ -159,12 +159,18 @@ class _Objective:
         step = max(1, _SWEEP_ELEMENTS // k)
         sums = {t: torch.empty(n, dtype=torch.float32, device=logp.device) for t in temperatures}
         buf = torch.empty(min(step, n), k, dtype=torch.float32, device=logp.device)
+        on_cpu = logp.device.type == "cpu"
+        buf_np = buf.numpy() if on_cpu else None
         for start in range(0, n, step):
             block = logp[start : start + step]
             out = buf[: block.shape[0]]
             for t in temperatures:
                 torch.div(block, max(t, _EPS_T), out=out)
-                torch.sum(out.exp_(), 1, out=sums[t][start : start + step])
+                if buf_np is not None:  # numpy's float32 exp is ~2x faster than torch's on CPU
+                    np.exp(buf_np[: block.shape[0]], out=buf_np[: block.shape[0]])
+                else:
+                    out.exp_()
+                torch.sum(out, 1, out=sums[t][start : start + step])
         return sums
 
 
@@ -303,7 +309,7 @@ def _temperature_scale(probs: Tensor, temperature: float) -> Tensor:
         # numpy on CPU: the same ufuncs and summation order as cleanlab, so values are
         # bit-identical (exact ties between different rows, e.g. across ensemble members, and
         # hence tie-breaks, then resolve exactly as in cleanlab)
-        a = np.clip(probs.detach().numpy(), _EPS_LOG, None)
+        a = probs.detach().clamp(min=_EPS_LOG).numpy()  # = np.clip(p, 1e-30, None), bit for bit
         a /= np.sum(a, axis=-1, keepdims=True)
         np.log(a, out=a)
         a /= max(temperature, _EPS_T)

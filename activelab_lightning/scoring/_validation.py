@@ -30,6 +30,7 @@ __all__ = [
     "as_label_matrix",
     "as_probabilities",
     "as_tensor",
+    "astype",
     "check_objective",
     "check_probability_values",
     "check_same_rows",
@@ -91,6 +92,22 @@ def as_tensor(x: ArrayLike, name: str, *, device: torch.device | str | None = No
         arr = arr.astype(np.int64)
     t = torch.from_numpy(np.ascontiguousarray(arr))
     return t if device is None else t.to(device)
+
+
+_NUMPY_DTYPES = {
+    torch.float64: np.float64,
+    torch.float32: np.float32,
+    torch.int64: np.int64,
+    torch.int32: np.int32,
+    torch.uint8: np.uint8,
+}
+
+
+def astype(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t.to(dtype)``, via numpy for CPU tensors (same values; several times faster there)."""
+    if t.device.type != "cpu" or dtype not in _NUMPY_DTYPES or t.dtype == dtype or t.requires_grad:
+        return t.to(dtype)
+    return torch.from_numpy(t.numpy().astype(_NUMPY_DTYPES[dtype]))
 
 
 def _float_dtype(t: Tensor, dtype: torch.dtype | None) -> torch.dtype:
@@ -231,7 +248,7 @@ class LabelMatrix:
     @cached_property
     def maskf(self) -> Tensor:
         """``mask`` as float64 (cached; used in matrix-vector products)."""
-        return self.mask.to(torch.int32).to(torch.float64)  # bool -> float64 directly is slow
+        return astype(self.mask, torch.float64)
 
     @cached_property
     def mask_t(self) -> Tensor:
@@ -241,7 +258,7 @@ class LabelMatrix:
     @cached_property
     def maskf_t(self) -> Tensor:
         """``(M', N)`` float64 ``mask_t``."""
-        return self.mask_t.to(torch.int32).to(torch.float64)
+        return astype(self.mask_t, torch.float64)
 
     @cached_property
     def index_t(self) -> Tensor:
@@ -310,7 +327,7 @@ def as_label_matrix(
     """
     t = as_tensor(labels, name)
     if not t.is_floating_point():
-        t = t.to(torch.float64)
+        t = astype(t, torch.float64)
     if t.ndim != 2:
         hint = " For one label per example pass labels[:, None] (an (N, 1) matrix)." if t.ndim == 1 else ""
         raise ValueError(
@@ -327,8 +344,8 @@ def as_label_matrix(
     v = torch.nan_to_num(t, nan=0.0, posinf=float("inf"), neginf=float("-inf"))
     upper = float("inf") if num_classes is None else num_classes
     lo, hi = torch.aminmax(v)
-    index = v.to(torch.int64) if float(lo) >= 0 and float(hi) < upper else None
-    if index is None or not torch.equal(index.to(v.dtype), v):  # range, then integrality
+    index = astype(v, torch.int64) if float(lo) >= 0 and float(hi) < upper else None
+    if index is None or not torch.equal(astype(index, v.dtype), v):  # range, then integrality
         _raise_bad_labels(t[present], name, num_classes)
     assert index is not None
     n_per_row = present.view(torch.uint8).sum(1, dtype=torch.int64)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._validation import ArrayLike, LabelMatrix, as_label_matrix, as_probabilities, make_generator
+from ._validation import ArrayLike, LabelMatrix, as_label_matrix, as_probabilities, astype, make_generator
 from .majority_vote import _first_true, _majority_vote, label_counts
 
 __all__ = [
@@ -126,15 +126,16 @@ def _annotator_agreement(lm: LabelMatrix, counts: Tensor) -> Tensor:
     are integers (exact sums in any order); otherwise each annotator's products are summed in
     numpy's pairwise order. Either way the weights are bit-identical to cleanlab's. O(N·M).
     """
-    # (annotator, example) layout: each annotator's examples in ascending order (cleanlab's)
-    mask_t = lm.mask_t
-    same = counts.T.gather(0, lm.index_t)  # (M', N) int32
     nm1 = (lm.num_annotations - 1).to(torch.float64)
-    if float(nm1.max()) < _EXACT_PRODUCTS_BELOW:  # integer sums: exact in any order
-        den = (lm.maskf_t * nm1[None, :]).sum(1)
-        num = (same.to(torch.float64) * lm.maskf_t).sum(1) - lm.maskf_t.sum(1)
-    else:  # numpy's pairwise order over each annotator's examples, as cleanlab
-        same_np, on_np, b_np = same.cpu().numpy(), mask_t.cpu().numpy(), nm1.cpu().numpy()
+    if float(nm1.max()) < _EXACT_PRODUCTS_BELOW:  # integer sums: exact in any order (int64)
+        on = astype(lm.mask, torch.int32)
+        same = counts.gather(1, lm.index).mul_(on)  # (N, M') int32, 0 where unlabeled
+        num = (same.sum(0, dtype=torch.int64) - on.sum(0, dtype=torch.int64)).to(torch.float64)
+        den = (on * (lm.num_annotations - 1).to(torch.int32)[:, None]).sum(0, dtype=torch.int64)
+        den = den.to(torch.float64)
+    else:  # numpy's pairwise order over each annotator's examples (ascending), as cleanlab
+        same = counts.gather(1, lm.index).T.contiguous()  # (M', N) int32
+        same_np, on_np, b_np = same.cpu().numpy(), lm.mask_t.cpu().numpy(), nm1.cpu().numpy()
         num_l, den_l = [], []
         for j in range(lm.num_annotators):
             a, b = same_np[j][on_np[j]] - 1.0, b_np[on_np[j]]
@@ -213,7 +214,7 @@ def _quality(lm: LabelMatrix, probs: Tensor, st: _Stats, c: Tensor) -> Tensor:
         w = st.w.to(device=dev, dtype=dt)
         # per annotator: 0 (no label), w·ν (other class), w·λ (the consensus class)
         table = torch.stack([torch.zeros_like(w), w * st.nu, w * st.lam], 1)
-        code = lm.mask_t.to(torch.int64)
+        code = astype(lm.mask_t, torch.int64)
         code += (lm.index_t == c) & lm.mask_t
         terms = table.gather(1, code)  # (M', N), exact copies of the table entries
         weights = lm.maskf_t * w[:, None]

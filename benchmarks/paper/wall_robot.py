@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--hidden", type=int, nargs="+", default=[100])
     p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay of the MLP")
     p.add_argument("--jobs", type=int, default=2, help="parallel runs (one per core)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke test: {QUICK['strategies']}, seed 0, {QUICK['rounds']} rounds, "
@@ -90,7 +91,8 @@ def protocol(args: argparse.Namespace) -> dict[str, Any]:
         "acquisitions": args.rounds - 1, "query_size": args.query_size, "seeds": args.seeds,
         "pred_probs": "in-sample" if args.in_sample else f"{args.cv_folds}-fold CV",
         "temperature_objective": args.temperature_objective, "consensus": args.consensus,
-        "model": {"type": "MLP", "hidden": args.hidden, "lr": args.lr, "epochs": args.epochs,
+        "model": {"type": "MLP", "hidden": args.hidden, "lr": args.lr,
+                  "weight_decay": getattr(args, "weight_decay", 0.0), "epochs": args.epochs,
                   "batch_size": args.batch_size, "optimizer": "Adam", "features": "standardized"},
         "data": ("make_paper_setup(seed=123, standardize=True"
                  + (", completely_labeled=True)" if args.variant == "completely_labeled" else ")")),
@@ -118,7 +120,7 @@ def run_one(args: argparse.Namespace, strategy: str, seed: int) -> dict[str, Any
 
     def model() -> MLPClassifier:
         return MLPClassifier(setup.features.shape[1], setup.num_classes, hidden_dims=tuple(args.hidden),
-                             dropout=0.0, lr=args.lr)
+                             dropout=0.0, lr=args.lr, weight_decay=getattr(args, "weight_decay", 0.0))
 
     result = common.measure_run(model, dm, callback, rounds=args.rounds,
                                 cv_folds=None if args.in_sample else args.cv_folds, seed=seed,

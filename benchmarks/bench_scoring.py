@@ -5,10 +5,10 @@ Runs ``cleanlab.multiannotator.get_active_learning_scores`` and our drop-in
 on identical synthetic problems in one process and prints one row per configuration as soon as
 it finishes::
 
-    python benchmarks/bench_scoring.py                  # full grid: N in {1e3,1e4,1e5}, M in {3,50}, K in {10,100}
+    python benchmarks/bench_scoring.py                  # full grid: N in {1e3,1e4,1e5}, M in {3,50}, K in {10,100}, U = 1e6
     python benchmarks/bench_scoring.py --quick          # small sizes, well under a minute
     python benchmarks/bench_scoring.py --unlabeled-only # + U = 1e6 streaming unlabeled rows (ActiveLabScorer)
-    python benchmarks/bench_scoring.py --u 1e6          # add U unlabeled rows to every grid call
+    python benchmarks/bench_scoring.py --u 0            # labeled scoring alone (no unlabeled rows)
 
 Synthetic data (as in the project's cleanlab timing study): true class uniform over K; M
 annotators with accuracy U(0.6, 0.95), wrong labels uniform over the other classes; each label
@@ -37,7 +37,11 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n", type=float, nargs="+", help="override the labeled sizes N")
     parser.add_argument("--m", type=int, nargs="+", help="override the annotator counts M")
     parser.add_argument("--k", type=int, nargs="+", help="override the class counts K")
-    parser.add_argument("--u", type=float, help="unlabeled rows added to every grid call (default 0)")
+    parser.add_argument(
+        "--u",
+        type=float,
+        help="unlabeled rows added to every grid call (default: 1e6, the issue grid; 1e4 with --quick)",
+    )
     parser.add_argument("--u-stream", type=float, help="unlabeled rows of the --unlabeled-only rows")
     parser.add_argument(
         "--unlabeled-only",
@@ -54,22 +58,27 @@ if ARGS is not None:  # thread counts must be fixed before numpy / torch load th
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[_var] = str(ARGS.threads)
 
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-#: ``u``: unlabeled rows added to every grid call (0: the labeled scoring alone, which is what
-#: the speed target is about; cleanlab's unlabeled path is already vectorised numpy, so adding
-#: 1e6 unlabeled rows to every call would mostly time two elementwise passes over U x K floats).
-#: ``u_stream``: unlabeled rows of the ``--unlabeled-only`` streaming rows.
-FULL_GRID = {"n": [1_000, 10_000, 100_000], "m": [3, 50], "k": [10, 100], "u": 0, "u_stream": 1_000_000}
-QUICK_GRID = {"n": [300, 1_000], "m": [3, 10], "k": [5, 10], "u": 0, "u_stream": 10_000}
+#: ``u``: unlabeled rows added to every grid call (the issue's grid: U = 1e6 in every call, so
+#: each timing covers the labeled pass plus scoring 1e6 unlabeled rows; ``--u 0`` times the
+#: labeled pass alone). ``u_stream``: unlabeled rows of the ``--unlabeled-only`` streaming rows.
+FULL_GRID = {
+    "n": [1_000, 10_000, 100_000],
+    "m": [3, 50],
+    "k": [10, 100],
+    "u": 1_000_000,
+    "u_stream": 1_000_000,
+}
+QUICK_GRID = {"n": [300, 1_000], "m": [3, 10], "k": [5, 10], "u": 10_000, "u_stream": 10_000}
 #: N of the labeled problem the scorer is fitted on for the streaming unlabeled rows.
 UNLABELED_FIT_N = 1_000
 UNLABELED_FIT_M = 3
@@ -159,7 +168,9 @@ def _max_abs_diff(theirs: tuple[Any, Any], ours: tuple[Any, Any]) -> float:
 
 
 # --------------------------------------------------------------------------- printing
-HEADER = f"{'N':>7} {'M':>3} {'K':>4} {'U':>8} {'cleanlab s':>11} {'ours s':>9} {'ratio':>8} {'max abs diff':>13}"
+HEADER = (
+    f"{'N':>7} {'M':>3} {'K':>4} {'U':>8} {'cleanlab s':>11} {'ours s':>9} {'ratio':>8} {'max abs diff':>13}"
+)
 
 
 def _row(n: int | str, m: int | str, k: int, u: int, t_theirs: float, t_ours: float, diff: float) -> str:
@@ -204,7 +215,9 @@ def run_grid(args: argparse.Namespace) -> list[tuple[int, int, int, float]]:
 
     # Warm-up (torch lazy init, first-call allocations), not timed.
     warm = make_problem(200, 3, 4, args.seed)
-    our_scores(warm.labels, warm.pred_probs, make_unlabeled(10, 4, args.seed), temperature_objective="cleanlab-2.9")
+    our_scores(
+        warm.labels, warm.pred_probs, make_unlabeled(10, 4, args.seed), temperature_objective="cleanlab-2.9"
+    )
 
     unlabeled = {k: (make_unlabeled(u, k, args.seed) if u else None) for k in ks}
     results = []
@@ -215,10 +228,14 @@ def run_grid(args: argparse.Namespace) -> list[tuple[int, int, int, float]]:
                 prob = make_problem(n, m, k, args.seed)
                 pp_u = unlabeled[k]
                 t_theirs, theirs = time_cleanlab(
-                    lambda: cleanlab_scores(prob.labels, prob.pred_probs, pp_u), args.seed, single=args.quick
+                    lambda prob=prob, pp_u=pp_u: cleanlab_scores(prob.labels, prob.pred_probs, pp_u),
+                    args.seed,
+                    single=args.quick,
                 )
                 t_ours, ours = time_ours(
-                    lambda: our_scores(prob.labels, prob.pred_probs, pp_u, temperature_objective="cleanlab-2.9"),
+                    lambda prob=prob, pp_u=pp_u: our_scores(
+                        prob.labels, prob.pred_probs, pp_u, temperature_objective="cleanlab-2.9"
+                    ),
                     args.repeats,
                     args.seed,
                 )
@@ -242,20 +259,27 @@ def run_unlabeled(args: argparse.Namespace) -> None:
     grid = QUICK_GRID if args.quick else FULL_GRID
     ks = args.k or grid["k"]
     u = int(args.u_stream if args.u_stream is not None else grid["u_stream"])
-    print(f"# unlabeled only: scorer fitted on N={UNLABELED_FIT_N}, M={UNLABELED_FIT_M}; "
-          f"ours streams batches of {args.batch_size}; cleanlab = (labeled + U) - labeled", flush=True)
+    print(
+        f"# unlabeled only: scorer fitted on N={UNLABELED_FIT_N}, M={UNLABELED_FIT_M}; "
+        f"ours streams batches of {args.batch_size}; cleanlab = (labeled + U) - labeled",
+        flush=True,
+    )
     print(HEADER, flush=True)
     for k in ks:
         prob = make_problem(UNLABELED_FIT_N, UNLABELED_FIT_M, k, args.seed)
         pp_u = make_unlabeled(u, k, args.seed)
-        t_lab = statistics.median(_timed(lambda: cleanlab_scores(prob.labels, prob.pred_probs), args.seed)[0]
-                                  for _ in range(3))
-        t_all, (_, theirs_u) = _timed(lambda: cleanlab_scores(prob.labels, prob.pred_probs, pp_u), args.seed)
+        t_lab = statistics.median(
+            _timed(lambda prob=prob: cleanlab_scores(prob.labels, prob.pred_probs), args.seed)[0]
+            for _ in range(3)
+        )
+        t_all, (_, theirs_u) = _timed(
+            lambda prob=prob, pp_u=pp_u: cleanlab_scores(prob.labels, prob.pred_probs, pp_u), args.seed
+        )
         np.random.seed(args.seed)
         scorer = ActiveLabScorer(temperature_objective="cleanlab-2.9").fit(prob.labels, prob.pred_probs)
         pp_u_t = torch.from_numpy(pp_u)
 
-        def stream() -> torch.Tensor:
+        def stream(scorer: ActiveLabScorer = scorer, pp_u_t: torch.Tensor = pp_u_t) -> torch.Tensor:
             out = torch.empty(u, dtype=torch.float64)
             for start in range(0, u, args.batch_size):
                 stop = min(start + args.batch_size, u)

@@ -261,14 +261,39 @@ def write_report(out: Path, protocol: dict[str, Any] | None = None, *, label: st
     return payload
 
 
+def compare(outs: list[Path]) -> str:
+    """One markdown table: method × benchmark folder, model / consensus AUC and seconds per run."""
+    loaded = {out: json.loads((out / "results.json").read_text()) for out in outs}
+    methods = [m for m in _ORDER if any(m in r for r in loaded.values())]
+    head = "| method | " + " | ".join(f"{o.name}: model AUC | consensus AUC | s / run" for o in outs) + " |"
+    lines = [head, "|---|" + "---|---|---|" * len(outs)]
+    for m in methods:
+        cells = []
+        for r in loaded.values():
+            if m in r:
+                cells.append(f"{_fmt(r[m]['model_auc'])} ({len(r[m]['seeds'])}) | {_fmt(r[m]['consensus_auc'])} | "
+                             f"{r[m]['seconds_per_run']['mean']:.0f}")
+            else:
+                cells.append("— | — | —")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description="Aggregate a paper benchmark's run files.")
-    p.add_argument("out", type=Path)
+    p = argparse.ArgumentParser(description="Aggregate a paper benchmark's run files (or --compare several).")
+    p.add_argument("out", type=Path, nargs="+")
+    p.add_argument("--compare", action="store_true", help="print one table over the given results folders")
     p.add_argument("--label", default=None)
     p.add_argument("--strategies", nargs="*", default=None)
     p.add_argument("--seeds", nargs="*", type=int, default=None)
     p.add_argument("--wall-seconds", type=float, default=None)
     a = p.parse_args()
+    if a.compare:
+        print(compare(a.out), end="")
+        return
+    if len(a.out) != 1:
+        p.error("give one results folder (or several with --compare)")
+    a.out = a.out[0]
     write_report(a.out, label=a.label or a.out.name, wall_seconds=a.wall_seconds, strategies=a.strategies,
                  seeds=a.seeds)
     print(f"wrote {a.out}/results.json, results.md, curves.png")

@@ -187,16 +187,17 @@ def _model_term(probs: Tensor, st: _Stats) -> Tensor:
     return out
 
 
-def _annotator_scatter(lm: LabelMatrix, st: _Stats, dtype: torch.dtype) -> Tensor:
-    """``(N, M')`` annotator weights where labeled, 0 elsewhere."""
-    return lm.maskf.to(dtype) * st.w.to(device=lm.mask.device, dtype=dtype)
+def _annotator_scatter(lm: LabelMatrix, st: _Stats, dtype: torch.dtype, scale: float = 1.0) -> Tensor:
+    """``(N, M')`` annotator weights times ``scale`` where labeled, 0 elsewhere."""
+    w = st.w.to(device=lm.mask.device, dtype=dtype) * scale
+    return torch.where(lm.mask, w, torch.zeros((), dtype=dtype, device=w.device))
 
 
 def _posterior(lm: LabelMatrix, probs: Tensor, st: _Stats) -> Tensor:
     """Fast ``(N, K)`` posterior: ``(Σ_p w_M r + ν·W_i + (λ-ν)·V[i,k]) / (W_i + Σ_p w_M)``."""
     post = _model_term(probs, st)
     post.add_(st.row_weight.to(post.dtype)[:, None], alpha=st.nu)
-    wl = _annotator_scatter(lm, st, post.dtype) * (st.lam - st.nu)
+    wl = _annotator_scatter(lm, st, post.dtype, st.lam - st.nu)
     post.scatter_add_(1, lm.index, wl)
     return post.div_((st.row_weight.to(post.dtype) + st.total_model_weight)[:, None])
 
@@ -213,16 +214,15 @@ def _quality(lm: LabelMatrix, probs: Tensor, st: _Stats, c: Tensor) -> Tensor:
         dt, dev = probs.dtype, probs.device
         w = st.w.to(device=dev, dtype=dt)
         # per annotator: 0 (no label), w·ν (other class), w·λ (the consensus class)
-        table = torch.stack([torch.zeros_like(w), w * st.nu, w * st.lam], 1)
-        code = astype(lm.mask_t, torch.int64)
-        code += (lm.index_t == c) & lm.mask_t
-        terms = table.gather(1, code)  # (M', N), exact copies of the table entries
-        weights = lm.maskf_t * w[:, None]
+        w_nu, w_lam = w * st.nu, w * st.lam
+        zero = torch.zeros((), dtype=dt, device=dev)
+        hit = ((lm.index == c[:, None]) & lm.mask).T.contiguous()  # (M', N) bool
+        on = lm.mask_t
         num = probs[0].gather(1, c[:, None]).squeeze(1) * wm[0]
         den = torch.zeros_like(num)
         for j in range(lm.num_annotators):  # column order, as cleanlab: bit-identical sums
-            num = num + terms[j]
-            den = den + weights[j]
+            num += torch.where(hit[j], w_lam[j], torch.where(on[j], w_nu[j], zero))
+            den += torch.where(on[j], w[j], zero)
         return num / (den + wm[0])
     cc = c[:, None]
     num = probs[0].gather(1, cc).squeeze(1) * wm[0]
@@ -283,7 +283,7 @@ def _best_quality(lm: LabelMatrix, probs: Tensor, st: _Stats, fallback: Tensor) 
     in cleanlab's summation order and compared with exact equality.
     """
     score = _model_term(probs, st)
-    wl = _annotator_scatter(lm, st, score.dtype) * (st.lam - st.nu)
+    wl = _annotator_scatter(lm, st, score.dtype, st.lam - st.nu)
     score.scatter_add_(1, lm.index, wl)
     top, c = score.max(1)
     score.scatter_(1, c[:, None], float("-inf"))

@@ -200,6 +200,7 @@ def _fine_grid(j: int) -> list[float]:
 _SCREEN_MARGIN = 1e-4
 _SCREEN_MAX_K = 1024
 _SWEEP_ELEMENTS = 1 << 17  # float32 elements per row block of the sweep (512 KiB)
+_SCALE_BLOCK_ELEMENTS = 1 << 15  # float64 elements per row block of temperature scaling (256 KiB)
 
 
 class _DenseObjective:
@@ -308,14 +309,20 @@ def _temperature_scale(probs: Tensor, temperature: float) -> Tensor:
     if probs.device.type == "cpu" and probs.dtype == torch.float64:
         # numpy on CPU: the same ufuncs and summation order as cleanlab, so values are
         # bit-identical (exact ties between different rows, e.g. across ensemble members, and
-        # hence tie-breaks, then resolve exactly as in cleanlab)
+        # hence tie-breaks, then resolve exactly as in cleanlab). Every step is elementwise or a
+        # per-row sum, so it runs on cache-sized row blocks with the same per-row results.
         a = probs.detach().clamp(min=_EPS_LOG).numpy()  # = np.clip(p, 1e-30, None), bit for bit
-        a /= np.sum(a, axis=-1, keepdims=True)
-        np.log(a, out=a)
-        a /= max(temperature, _EPS_T)
-        np.exp(a, out=a)
-        a /= np.sum(a, axis=-1, keepdims=True)
-        a /= np.sum(a, axis=-1, keepdims=True)
+        rows = a.reshape(-1, a.shape[-1])
+        t = max(temperature, _EPS_T)
+        step = max(1, _SCALE_BLOCK_ELEMENTS // max(rows.shape[1], 1))
+        for start in range(0, rows.shape[0], step):
+            b = rows[start : start + step]
+            b /= np.sum(b, axis=-1, keepdims=True)
+            np.log(b, out=b)
+            b /= t
+            np.exp(b, out=b)
+            b /= np.sum(b, axis=-1, keepdims=True)
+            b /= np.sum(b, axis=-1, keepdims=True)
         return torch.from_numpy(a)
     p = probs.clamp(min=_EPS_LOG)
     p /= p.sum(-1, keepdim=True)

@@ -152,6 +152,8 @@ class _Objective:
         The sweep is memory-bound: each block of rows is read once and reused for every
         temperature while it sits in cache.
         """
+        if self.probs.device.type == "cpu":
+            return self._row_sums32_cpu(temperatures)
         if torch.float32 not in self._logp:
             self._logp[torch.float32] = torch.log(self.probs.to(torch.float32))
         logp = self._logp[torch.float32]
@@ -159,18 +161,32 @@ class _Objective:
         step = max(1, _SWEEP_ELEMENTS // k)
         sums = {t: torch.empty(n, dtype=torch.float32, device=logp.device) for t in temperatures}
         buf = torch.empty(min(step, n), k, dtype=torch.float32, device=logp.device)
-        on_cpu = logp.device.type == "cpu"
-        buf_np = buf.numpy() if on_cpu else None
         for start in range(0, n, step):
             block = logp[start : start + step]
             out = buf[: block.shape[0]]
             for t in temperatures:
                 torch.div(block, max(t, _EPS_T), out=out)
-                if buf_np is not None:  # numpy's float32 exp is ~2x faster than torch's on CPU
-                    np.exp(buf_np[: block.shape[0]], out=buf_np[: block.shape[0]])
-                else:
-                    out.exp_()
-                torch.sum(out, 1, out=sums[t][start : start + step])
+                torch.sum(out.exp_(), 1, out=sums[t][start : start + step])
+        return sums
+
+    def _row_sums32_cpu(self, temperatures: list[float]) -> dict[float, Tensor]:
+        """:meth:`row_sums32` on CPU: float32 ``log p`` per block too (numpy's SIMD log/exp)."""
+        p = self.probs.detach().numpy()
+        n, k = p.shape
+        step = max(1, _SWEEP_ELEMENTS // k)
+        sums = {t: torch.empty(n, dtype=torch.float32) for t in temperatures}
+        logp = np.empty((min(step, n), k), dtype=np.float32)
+        buf = np.empty_like(logp)
+        buf_t = torch.from_numpy(buf)
+        with np.errstate(divide="ignore"):  # log(0) = -inf, whose exp is 0
+            for start in range(0, n, step):
+                stop = min(start + step, n)
+                lp, b, bt = logp[: stop - start], buf[: stop - start], buf_t[: stop - start]
+                np.log(p[start:stop], out=lp, dtype=np.float32)
+                for t in temperatures:
+                    np.divide(lp, np.float32(max(t, _EPS_T)), out=b)
+                    np.exp(b, out=b)
+                    torch.sum(bt, 1, out=sums[t][start:stop])
         return sums
 
 

@@ -41,6 +41,7 @@ __all__ = [
 ConsensusMethod = Literal["best_quality", "majority_vote"]
 _CLIP = 1e-6
 _TIE_TOL = 1e-10
+_BLOCK_ELEMENTS = 1 << 16  # elements per row block of the best-quality argmax (512 KiB float64)
 
 
 @dataclass(frozen=True)
@@ -282,13 +283,22 @@ def _best_quality(lm: LabelMatrix, probs: Tensor, st: _Stats, fallback: Tensor) 
     positive scale); rows whose top two values lie within rounding distance are recomputed
     in cleanlab's summation order and compared with exact equality.
     """
-    score = _model_term(probs, st)
-    wl = _annotator_scatter(lm, st, score.dtype, st.lam - st.nu)
-    score.scatter_add_(1, lm.index, wl)
-    top, c = score.max(1)
-    score.scatter_(1, c[:, None], float("-inf"))
-    second = score.amax(1)
-    den = st.row_weight.to(score.dtype) + st.total_model_weight
+    n, k = probs.shape[1:]
+    dt, dev = probs.dtype, probs.device
+    top, second = torch.empty(n, dtype=dt, device=dev), torch.empty(n, dtype=dt, device=dev)
+    c = torch.empty(n, dtype=torch.int64, device=dev)
+    w_votes = st.w.to(device=dev, dtype=dt) * (st.lam - st.nu)
+    zero = torch.zeros((), dtype=dt, device=dev)
+    # row blocks that stay in cache on CPU (every step is per row: same values as one pass)
+    step = max(1, _BLOCK_ELEMENTS // k) if dev.type == "cpu" else max(n, 1)
+    for start in range(0, n, step):
+        rows = slice(start, min(start + step, n))
+        score = _model_term(probs[:, rows], st)
+        score.scatter_add_(1, lm.index[rows], torch.where(lm.mask[rows], w_votes, zero))
+        torch.max(score, 1, out=(top[rows], c[rows]))
+        score.scatter_(1, c[rows, None], float("-inf"))
+        torch.amax(score, 1, out=second[rows])
+    den = st.row_weight.to(dt) + st.total_model_weight
     near = ((top - second) <= _TIE_TOL * den).nonzero().flatten()
     if near.numel():
         exact = _exact_posterior(near, lm, probs, st)

@@ -327,12 +327,14 @@ def _temperature_scale(probs: Tensor, temperature: float) -> Tensor:
         # bit-identical (exact ties between different rows, e.g. across ensemble members, and
         # hence tie-breaks, then resolve exactly as in cleanlab). Every step is elementwise or a
         # per-row sum, so it runs on cache-sized row blocks with the same per-row results.
-        a = probs.detach().clamp(min=_EPS_LOG).numpy()  # = np.clip(p, 1e-30, None), bit for bit
-        rows = a.reshape(-1, a.shape[-1])
+        src = probs.detach().contiguous().numpy()
+        a = np.empty_like(src)
+        src_rows, rows = src.reshape(-1, src.shape[-1]), a.reshape(-1, a.shape[-1])
         t = max(temperature, _EPS_T)
         step = max(1, _SCALE_BLOCK_ELEMENTS // max(rows.shape[1], 1))
         for start in range(0, rows.shape[0], step):
             b = rows[start : start + step]
+            np.maximum(src_rows[start : start + step], _EPS_LOG, out=b)  # = np.clip(p, 1e-30, None)
             b /= np.sum(b, axis=-1, keepdims=True)
             np.log(b, out=b)
             b /= t

@@ -107,7 +107,7 @@ def _fit(
             single_label=True,
         )
     counts = label_counts(lm, k)
-    temps = tuple(_search(probs[p], counts, objective) for p in range(n_models))
+    temps = tuple(_search(probs[p], counts, objective, lm) for p in range(n_models))
     if n_models == 1:
         scaled = _temperature_scale(probs[0], temps[0])[None]
     else:

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ._validation import (
     ArrayLike,
+    LabelMatrix,
     TemperatureObjective,
     as_label_matrix,
     as_probabilities,
@@ -42,11 +43,34 @@ _EPS_T = 1e-6
 _EPS_LOG = 1e-30
 
 
-def _sparse_empirical(counts: Tensor, objective: TemperatureObjective) -> tuple[Tensor, Tensor, Tensor]:
-    """Non-zero entries ``(rows, cols, values)`` of the empirical distribution, row-major order."""
-    nz = counts > 0
-    rows, cls = nz.nonzero(as_tuple=True)
-    c = counts[nz].to(torch.float64)  # same (row-major) order as nonzero()
+def _present_classes(counts: Tensor, lm: LabelMatrix | None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(rows, classes, counts)`` of the non-zero label counts, row-major, classes ascending.
+
+    From the ``(N, M)`` label matrix when it is narrower than ``counts`` (O(N·M log M) instead
+    of O(N·K)); both give the same entries in the same order.
+    """
+    if lm is None or lm.num_annotators >= counts.shape[1]:
+        nz = counts > 0
+        rows, cls = nz.nonzero(as_tuple=True)
+        return rows, cls, counts[nz]  # same (row-major) order as nonzero()
+    k = counts.shape[1]
+    key = torch.where(lm.mask, lm.index, k).sort(1).values  # missing labels sort last
+    first = key < k
+    first[:, 1:] &= key[:, 1:] != key[:, :-1]
+    rows, j = first.nonzero(as_tuple=True)
+    cls = key[rows, j]
+    return rows, cls, counts[rows, cls]
+
+
+def _sparse_empirical(
+    counts: Tensor, objective: TemperatureObjective, lm: LabelMatrix | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Non-zero entries ``(rows, cols, values)`` of the empirical distribution, row-major order.
+
+    ``lm`` (optional, the label matrix behind ``counts``) makes it O(N·M) when M < K.
+    """
+    rows, cls, c = _present_classes(counts, lm)
+    c = c.to(torch.float64)
     n = torch.zeros(counts.shape[0], dtype=torch.float64, device=counts.device).index_add_(0, rows, c)
     vals = c / n[rows]
     if objective == "cleanlab-2.9":  # rank of the class among the row's present classes
@@ -103,8 +127,10 @@ class _Objective:
 
     _LOG_FLOOR = math.log(_EPS_LOG)
 
-    def __init__(self, probs: Tensor, counts: Tensor, objective: TemperatureObjective) -> None:
-        rows, cols, vals = _sparse_empirical(counts, objective)
+    def __init__(
+        self, probs: Tensor, counts: Tensor, objective: TemperatureObjective, lm: LabelMatrix | None = None
+    ) -> None:
+        rows, cols, vals = _sparse_empirical(counts, objective, lm)
         dev, k = probs.device, probs.shape[1]
         self.rows, self.vals = rows.to(dev), vals.to(device=dev, dtype=probs.dtype)
         flat = self.rows * k + cols.to(dev)
@@ -241,8 +267,10 @@ class _DenseObjective:
         return float(np.mean(ce))
 
 
-def _search(probs: Tensor, counts: Tensor, objective: TemperatureObjective) -> float:
-    obj = _Objective(probs, counts, objective)
+def _search(
+    probs: Tensor, counts: Tensor, objective: TemperatureObjective, lm: LabelMatrix | None = None
+) -> float:
+    obj = _Objective(probs, counts, objective, lm)
     exact: dict[float, float] = {}
     approx: dict[float, float] = {}
     cpu64 = probs.dtype == torch.float64 and probs.device.type == "cpu"
@@ -318,7 +346,7 @@ def find_temperature(
             f"pred_probs has {probs.shape[0]} rows but labels has {lm.num_examples} rows; row i "
             "of both must describe the same example."
         )
-    return _search(probs, label_counts(lm, probs.shape[1]), objective)
+    return _search(probs, label_counts(lm, probs.shape[1]), objective, lm)
 
 
 def _temperature_scale(probs: Tensor, temperature: float) -> Tensor:

@@ -1,4 +1,5 @@
-"""Cache blocking never changes results: blocked passes equal one-block passes bit for bit."""
+"""Fast paths never change results: cache-blocked passes equal one-block passes and O(N·M)
+shortcuts equal their O(N·K) forms, bit for bit."""
 
 from __future__ import annotations
 
@@ -88,3 +89,18 @@ def test_one_shot_scores_do_not_depend_on_block_sizes(monkeypatch: pytest.Monkey
         monkeypatch.setattr(mod, name, 1 << 30)
     lab1, un1 = activelab_scores(labels, probs, unl, temperature_objective="cleanlab-2.9")
     assert torch.equal(lab, lab1) and torch.equal(un, un1)
+
+
+@pytest.mark.parametrize(("n", "m", "k"), [(1000, 3, 10), (3000, 5, 100), (300, 9, 10), (200, 12, 10)])
+@pytest.mark.parametrize("objective", ["class-position", "cleanlab-2.9"])
+def test_sparse_empirical_from_the_label_matrix_equals_the_dense_counts(
+    n: int, m: int, k: int, objective: str
+) -> None:
+    from activelab_lightning.scoring._validation import as_label_matrix
+    from activelab_lightning.scoring.majority_vote import label_counts
+
+    lm = as_label_matrix(_labels(n, m, k, seed=n + m), num_classes=k)
+    counts = label_counts(lm, k)
+    dense = temperature_mod._sparse_empirical(counts, objective)
+    narrow = temperature_mod._sparse_empirical(counts, objective, lm)
+    assert all(torch.equal(a, b) for a, b in zip(dense, narrow))

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._threads import serial_torch
 from ._validation import (
     _ROW_SUM_TOL,
     ArrayLike,
@@ -170,28 +171,29 @@ def _max_scaled_probability(q: Tensor, temperature: float, validate_as: str | No
     # Valid rows have p_max >= (1 - tol) / K, so exp(log p_max / T) stays a normal float and the
     # usual max-shift is unnecessary unless K is astronomically large or T tiny.
     shift = math.log((1.0 - _ROW_SUM_TOL) / k) * inv_t < _LOG_NORMAL
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        x, xt = a[start:stop], q[start:stop]
-        b, bt = buf[: stop - start], buf_t[: stop - start]
-        lo = float(x.min())
-        if sums is not None:
-            torch.sum(xt, 1, out=sums[start:stop])
-            if not lo >= 0.0:  # negative or NaN
-                return _validate_then_retry(q, temperature, validate_as)
-        src, src_t = x, xt
-        if not lo >= _EPS_LOG:  # floor only blocks that need it (max(p, 1e-30) is a no-op otherwise)
-            np.maximum(x, _EPS_LOG, out=b)
-            src, src_t = b, bt
-        if t != 1.0:
-            np.log(src, out=b)
-            if shift:
-                b -= b.max(1, keepdims=True)
-            b *= inv_t
-            np.exp(b, out=b)
-            src_t = bt
-        torch.sum(src_t, 1, out=den[start:stop])
-        torch.amax(src_t, 1, out=top[start:stop])
+    with serial_torch():
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            x, xt = a[start:stop], q[start:stop]
+            b, bt = buf[: stop - start], buf_t[: stop - start]
+            lo = float(x.min())
+            if sums is not None:
+                torch.sum(xt, 1, out=sums[start:stop])
+                if not lo >= 0.0:  # negative or NaN
+                    return _validate_then_retry(q, temperature, validate_as)
+            src, src_t = x, xt
+            if not lo >= _EPS_LOG:  # floor only blocks that need it (max(p, 1e-30) is a no-op otherwise)
+                np.maximum(x, _EPS_LOG, out=b)
+                src, src_t = b, bt
+            if t != 1.0:
+                np.log(src, out=b)
+                if shift:
+                    b -= b.max(1, keepdims=True)
+                b *= inv_t
+                np.exp(b, out=b)
+                src_t = bt
+            torch.sum(src_t, 1, out=den[start:stop])
+            torch.amax(src_t, 1, out=top[start:stop])
     if sums is not None and not bool(((sums - 1.0).abs() <= _ROW_SUM_TOL).all()):
         return _validate_then_retry(q, temperature, validate_as)
     return top.div_(den)

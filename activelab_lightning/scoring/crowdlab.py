@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._threads import serial_torch
 from ._validation import ArrayLike, LabelMatrix, as_label_matrix, as_probabilities, astype, make_generator
 from .majority_vote import _first_true, _majority_vote, label_counts
 
@@ -221,9 +222,10 @@ def _quality(lm: LabelMatrix, probs: Tensor, st: _Stats, c: Tensor) -> Tensor:
         on = lm.mask_t
         num = probs[0].gather(1, c[:, None]).squeeze(1) * wm[0]
         den = torch.zeros_like(num)
-        for j in range(lm.num_annotators):  # column order, as cleanlab: bit-identical sums
-            num += torch.where(hit[j], w_lam[j], torch.where(on[j], w_nu[j], zero))
-            den += torch.where(on[j], w[j], zero)
+        with serial_torch():
+            for j in range(lm.num_annotators):  # column order, as cleanlab: bit-identical sums
+                num += torch.where(hit[j], w_lam[j], torch.where(on[j], w_nu[j], zero))
+                den += torch.where(on[j], w[j], zero)
         return num / (den + wm[0])
     cc = c[:, None]
     num = probs[0].gather(1, cc).squeeze(1) * wm[0]
@@ -291,13 +293,14 @@ def _best_quality(lm: LabelMatrix, probs: Tensor, st: _Stats, fallback: Tensor) 
     zero = torch.zeros((), dtype=dt, device=dev)
     # row blocks that stay in cache on CPU (every step is per row: same values as one pass)
     step = max(1, _BLOCK_ELEMENTS // k) if dev.type == "cpu" else max(n, 1)
-    for start in range(0, n, step):
-        rows = slice(start, min(start + step, n))
-        score = _model_term(probs[:, rows], st)
-        score.scatter_add_(1, lm.index[rows], torch.where(lm.mask[rows], w_votes, zero))
-        torch.max(score, 1, out=(top[rows], c[rows]))
-        score.scatter_(1, c[rows, None], float("-inf"))
-        torch.amax(score, 1, out=second[rows])
+    with serial_torch():
+        for start in range(0, n, step):
+            rows = slice(start, min(start + step, n))
+            score = _model_term(probs[:, rows], st)
+            score.scatter_add_(1, lm.index[rows], torch.where(lm.mask[rows], w_votes, zero))
+            torch.max(score, 1, out=(top[rows], c[rows]))
+            score.scatter_(1, c[rows, None], float("-inf"))
+            torch.amax(score, 1, out=second[rows])
     den = st.row_weight.to(dt) + st.total_model_weight
     near = ((top - second) <= _TIE_TOL * den).nonzero().flatten()
     if near.numel():

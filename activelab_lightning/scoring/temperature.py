@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._threads import serial_torch
 from ._validation import (
     ArrayLike,
     LabelMatrix,
@@ -204,7 +205,7 @@ class _Objective:
         logp = np.empty((min(step, n), k), dtype=np.float32)
         buf = np.empty_like(logp)
         buf_t = torch.from_numpy(buf)
-        with np.errstate(divide="ignore"):  # log(0) = -inf, whose exp is 0
+        with np.errstate(divide="ignore"), serial_torch():  # log(0) = -inf, whose exp is 0
             for start in range(0, n, step):
                 stop = min(start + step, n)
                 lp, b, bt = logp[: stop - start], buf[: stop - start], buf_t[: stop - start]

@@ -104,3 +104,25 @@ def test_sparse_empirical_from_the_label_matrix_equals_the_dense_counts(
     dense = temperature_mod._sparse_empirical(counts, objective)
     narrow = temperature_mod._sparse_empirical(counts, objective, lm)
     assert all(torch.equal(a, b) for a, b in zip(dense, narrow))
+
+
+def test_blocked_loops_run_single_threaded_and_restore_the_thread_count() -> None:
+    labels, probs, unl = (
+        _labels(3_000, 3, 20, seed=10),
+        _probs(3_000, 20, seed=11),
+        _probs(5_000, 20, seed=12),
+    )
+    before = torch.get_num_threads()
+    one = activelab_scores(labels, probs, unl)
+    torch.set_num_threads(2)
+    try:
+        two = activelab_scores(labels, probs, unl)
+        assert torch.get_num_threads() == 2
+        bad = unl.clone()
+        bad[4_000, 3] = NAN  # raises from inside the blocked unlabeled loop
+        with pytest.raises(ValueError, match="pred_probs_unlabeled contains non-finite values"):
+            activelab_scores(labels, probs, bad)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])

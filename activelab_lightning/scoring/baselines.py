@@ -33,12 +33,12 @@ import torch
 from ._validation import ArrayLike, as_probabilities, as_tensor, make_generator
 
 __all__ = [
-    "random_scores",
-    "good_random_scores",
+    "disagreement_scores",
     "entropy_scores",
+    "good_random_scores",
     "least_confidence_scores",
     "margin_scores",
-    "disagreement_scores",
+    "random_scores",
 ]
 
 DisagreementMeasure = Literal["cross_entropy", "kl"]

@@ -83,6 +83,7 @@ def _check_labels_and_probs(labels: ArrayLike, probs: Tensor) -> LabelMatrix:
     return lm
 
 
+@serial_torch()
 def _fit(
     labels: ArrayLike,
     probs: Tensor,
@@ -205,6 +206,7 @@ def _validate_then_retry(q: Tensor, temperature: float, name: str | None) -> Ten
     return _max_scaled_probability(q, temperature)
 
 
+@serial_torch()
 def _score_unlabeled(fit: _Fit, q: Tensor, validate_as: str | None = None) -> Tensor:
     """Single-model unlabeled scores for ``(U, K)`` probabilities (row-wise).
 
@@ -216,6 +218,7 @@ def _score_unlabeled(fit: _Fit, q: Tensor, validate_as: str | None = None) -> Te
     return (w_m * top + (1.0 / k) * w_bar) / (w_m + w_bar)
 
 
+@serial_torch()
 def _score_unlabeled_ensemble(fit: _Fit, q: Tensor, generator: torch.Generator) -> Tensor:
     """Ensemble unlabeled scores for validated ``(P, U, K)`` probabilities."""
     n_models, n, k = q.shape

@@ -39,27 +39,66 @@ import common
 
 STRATEGIES = ("random", "good_random", "entropy", "least_confidence", "activelab")
 SCALES: dict[str, dict[str, Any]] = {
-    "cpu": {"subset": 5000, "test_size": 2000, "initial": 500, "query_size": 200, "rounds": 8,
-            "cv_folds": None, "width": 16, "epochs": 15, "batch_size": 32, "accelerator": "cpu"},
-    "paper": {"subset": None, "test_size": 5000, "initial": 1000, "query_size": 500, "rounds": 13,
-              "cv_folds": 5, "width": 32, "epochs": 30, "batch_size": 128, "accelerator": "auto"},
-    "quick": {"subset": 400, "test_size": 100, "initial": 100, "query_size": 20, "rounds": 3,
-              "cv_folds": None, "width": 4, "epochs": 1, "batch_size": 64, "accelerator": "cpu"},
+    "cpu": {
+        "subset": 5000,
+        "test_size": 2000,
+        "initial": 500,
+        "query_size": 200,
+        "rounds": 8,
+        "cv_folds": None,
+        "width": 16,
+        "epochs": 15,
+        "batch_size": 32,
+        "accelerator": "cpu",
+    },
+    "paper": {
+        "subset": None,
+        "test_size": 5000,
+        "initial": 1000,
+        "query_size": 500,
+        "rounds": 13,
+        "cv_folds": 5,
+        "width": 32,
+        "epochs": 30,
+        "batch_size": 128,
+        "accelerator": "auto",
+    },
+    "quick": {
+        "subset": 400,
+        "test_size": 100,
+        "initial": 100,
+        "query_size": 20,
+        "rounds": 3,
+        "cv_folds": None,
+        "width": 4,
+        "epochs": 1,
+        "batch_size": 64,
+        "accelerator": "cpu",
+    },
 }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data-dir", type=Path, required=True, help="folder with cifar10_test/ and cifar10h_counts/")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--data-dir", type=Path, required=True, help="folder with cifar10_test/ and cifar10h_counts/"
+    )
     p.add_argument("--scale", choices=("cpu", "paper"), default="cpu")
-    p.add_argument("--strategies", nargs="+", default=["random", "good_random", "entropy", "activelab"],
-                   choices=STRATEGIES)
+    p.add_argument(
+        "--strategies",
+        nargs="+",
+        default=["random", "good_random", "entropy", "activelab"],
+        choices=STRATEGIES,
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--rounds", type=int, default=None, help="override the scale's number of rounds")
     p.add_argument("--epochs", type=int, default=None, help="override the scale's epochs per fit")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="smoke test: random + activelab, seed 0, 3 tiny rounds")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke test: random + activelab, seed 0, 3 tiny rounds"
+    )
     p.add_argument("--label", default=None)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/cifar10"))
     args = p.parse_args(argv)
@@ -79,14 +118,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def protocol(args: argparse.Namespace) -> dict[str, Any]:
     s = args.settings
     return {
-        "benchmark": "cifar10", "scale": "quick" if args.quick else args.scale, "rounds": s["rounds"],
-        "acquisitions": s["rounds"] - 1, "query_size": s["query_size"], "seeds": args.seeds,
-        "images": s["subset"] or 10000, "test_size": s["test_size"], "initial_labeled": s["initial"],
+        "benchmark": "cifar10",
+        "scale": "quick" if args.quick else args.scale,
+        "rounds": s["rounds"],
+        "acquisitions": s["rounds"] - 1,
+        "query_size": s["query_size"],
+        "seeds": args.seeds,
+        "images": s["subset"] or 10000,
+        "test_size": s["test_size"],
+        "initial_labeled": s["initial"],
         "pred_probs": "in-sample" if s["cv_folds"] is None else f"{s['cv_folds']}-fold CV",
-        "temperature_objective": "class-position", "consensus": "best_quality",
+        "temperature_objective": "class-position",
+        "consensus": "best_quality",
         "annotators": "draws from the CIFAR-10H per-image counts (one fresh annotator id per draw)",
-        "model": {"type": "SmallCNN", "width": s["width"], "epochs": s["epochs"], "batch_size": s["batch_size"],
-                  "optimizer": "Adam lr=1e-3 wd=5e-4"},
+        "model": {
+            "type": "SmallCNN",
+            "width": s["width"],
+            "epochs": s["epochs"],
+            "batch_size": s["batch_size"],
+            "optimizer": "Adam lr=1e-3 wd=5e-4",
+        },
         "quick": bool(args.quick),
     }
 
@@ -104,19 +155,35 @@ def _worker(job: tuple[argparse.Namespace, str, int]) -> str:
     experiment = Cifar10Experiment(
         path=str(args.data_dir / "cifar10_test" / "cifar10_test.npz"),
         counts_path=str(args.data_dir / "cifar10h_counts" / "cifar10h_counts.npz"),
-        subset=s["subset"], test_size=s["test_size"], initial_labeled=s["initial"], split_seed=0,
-        batch_size=s["batch_size"], inference_batch_size=1024,
+        subset=s["subset"],
+        test_size=s["test_size"],
+        initial_labeled=s["initial"],
+        split_seed=0,
+        batch_size=s["batch_size"],
+        inference_batch_size=1024,
     )
     parts = experiment.build(store_path=":memory:", seed=seed)
-    callback = ActiveLabCallback(parts.oracle, query_size=s["query_size"], strategy=strategy, seed=seed,
-                                 true_labels=parts.true_labels, reporter=None)
+    callback = ActiveLabCallback(
+        parts.oracle,
+        query_size=s["query_size"],
+        strategy=strategy,
+        seed=seed,
+        true_labels=parts.true_labels,
+        reporter=None,
+    )
 
     def model() -> SmallCNN:
         return SmallCNN(num_classes=parts.num_classes, width=s["width"])
 
-    result = common.measure_run(model, parts.datamodule, callback, rounds=s["rounds"], cv_folds=s["cv_folds"],
-                                seed=seed, trainer_kwargs={"max_epochs": s["epochs"],
-                                                           "accelerator": s["accelerator"], "devices": 1})
+    result = common.measure_run(
+        model,
+        parts.datamodule,
+        callback,
+        rounds=s["rounds"],
+        cv_folds=s["cv_folds"],
+        seed=seed,
+        trainer_kwargs={"max_epochs": s["epochs"], "accelerator": s["accelerator"], "devices": 1},
+    )
     result.update(strategy=strategy, seed=seed, protocol=protocol(args))
     return common.write_run(common.run_file(args.out, strategy, seed), result)
 
@@ -124,12 +191,17 @@ def _worker(job: tuple[argparse.Namespace, str, int]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
-    jobs = [(args, s, seed) for seed in args.seeds for s in args.strategies
-            if not common.run_file(args.out, s, seed).exists()]
+    jobs = [
+        (args, s, seed)
+        for seed in args.seeds
+        for s in args.strategies
+        if not common.run_file(args.out, s, seed).exists()
+    ]
     wall = common.drive(_worker, jobs, processes=args.jobs)
     label = args.label or f"CIFAR-10 + CIFAR-10H annotators ({protocol(args)['scale']} scale)"
-    common.import_report().write_report(args.out, protocol(args), label=label, wall_seconds=wall,
-                                        strategies=args.strategies, seeds=args.seeds)
+    common.import_report().write_report(
+        args.out, protocol(args), label=label, wall_seconds=wall, strategies=args.strategies, seeds=args.seeds
+    )
     print(f"wrote {args.out}/results.json, results.md, curves.png (wall {wall:.0f} s)")
     return 0
 

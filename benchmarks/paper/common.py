@@ -18,13 +18,24 @@ from pathlib import Path
 from typing import Any
 
 TRAINER_DEFAULTS: dict[str, Any] = {
-    "enable_progress_bar": False, "enable_model_summary": False, "logger": False,
-    "enable_checkpointing": False, "num_sanity_val_steps": 0,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+    "logger": False,
+    "enable_checkpointing": False,
+    "num_sanity_val_steps": 0,
 }
 
 
-def measure_run(model: Callable[[], Any], datamodule: Any, callback: Any, *, rounds: int,
-                cv_folds: int | None, seed: int, trainer_kwargs: dict[str, Any]) -> dict[str, Any]:
+def measure_run(
+    model: Callable[[], Any],
+    datamodule: Any,
+    callback: Any,
+    *,
+    rounds: int,
+    cv_folds: int | None,
+    seed: int,
+    trainer_kwargs: dict[str, Any],
+) -> dict[str, Any]:
     """Run ``rounds - 1`` acquisitions plus a final fit; return per-round curves.
 
     Returns:
@@ -42,8 +53,9 @@ def measure_run(model: Callable[[], Any], datamodule: Any, callback: Any, *, rou
     consensus = [datamodule.consensus_accuracy()]
     annotations = [len(store)]
     labeled = [int(datamodule.labeled_ids.numel())]
-    loop = ActiveLearningLoop(model, datamodule, callback, trainer_kwargs=kwargs, rounds=rounds - 1,
-                              cv_folds=cv_folds, seed=seed)
+    loop = ActiveLearningLoop(
+        model, datamodule, callback, trainer_kwargs=kwargs, rounds=rounds - 1, cv_folds=cv_folds, seed=seed
+    )
     history = loop.run()
     for row in history:
         consensus.append(row["consensus_accuracy"])
@@ -56,8 +68,11 @@ def measure_run(model: Callable[[], Any], datamodule: Any, callback: Any, *, rou
     trainer.fit(final, datamodule=datamodule)
     model_acc.append(float(trainer.test(final, datamodule=datamodule, verbose=False)[0]["test/acc"]))
     return {
-        "model_acc": model_acc, "consensus_acc": consensus, "num_annotations": annotations,
-        "num_labeled": labeled, "num_new": [row["num_new"] for row in history],
+        "model_acc": model_acc,
+        "consensus_acc": consensus,
+        "num_annotations": annotations,
+        "num_labeled": labeled,
+        "num_new": [row["num_new"] for row in history],
         "temperature": [h.get("temperature") for h in callback.history],
         "round_seconds": [row["seconds"] for row in history],
         "seconds": time.perf_counter() - started,
@@ -75,8 +90,10 @@ def write_run(path: Path, result: dict[str, Any]) -> str:
     tmp.write_text(json.dumps(result))
     os.replace(tmp, path)
     model, consensus = result["model_acc"], result["consensus_acc"]
-    return (f"{result['strategy']} seed {result['seed']}: model AUC {sum(model) / len(model):.4f}, "
-            f"consensus AUC {sum(consensus) / len(consensus):.4f}, {result['seconds']:.0f} s")
+    return (
+        f"{result['strategy']} seed {result['seed']}: model AUC {sum(model) / len(model):.4f}, "
+        f"consensus AUC {sum(consensus) / len(consensus):.4f}, {result['seconds']:.0f} s"
+    )
 
 
 def drive(worker: Callable[[Any], str], jobs: list[Any], *, processes: int) -> float:

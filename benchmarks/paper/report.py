@@ -69,7 +69,12 @@ REFERENCE: dict[tuple[str, str], dict[str, dict[str, float]]] = {
         "random": {"model": 0.9579, "model_std": 0.0037, "consensus": 0.9722, "consensus_std": 0.0031},
         "good_random": {"model": 0.9587, "model_std": 0.0004, "consensus": 0.9602, "consensus_std": 0.0011},
         "entropy": {"model": 0.9585, "model_std": 0.0014, "consensus": 0.9699, "consensus_std": 0.0014},
-        "least_confidence": {"model": 0.9620, "model_std": 0.0010, "consensus": 0.9681, "consensus_std": 0.0020},
+        "least_confidence": {
+            "model": 0.9620,
+            "model_std": 0.0010,
+            "consensus": 0.9681,
+            "consensus_std": 0.0020,
+        },
         "activelab": {"model": 0.9623, "model_std": 0.0018, "consensus": 0.9792, "consensus_std": 0.0014},
     },
     ("best_quality", "cleanlab-2.9"): {
@@ -77,12 +82,25 @@ REFERENCE: dict[tuple[str, str], dict[str, dict[str, float]]] = {
     },
     ("majority_vote", "class-position"): {
         "random": {"model": 0.9497, "model_std": 0.0026, "consensus": 0.8881, "consensus_std": 0.0015},
-        "least_confidence": {"model": 0.9501, "model_std": 0.0011, "consensus": 0.8803, "consensus_std": 0.0011},
+        "least_confidence": {
+            "model": 0.9501,
+            "model_std": 0.0011,
+            "consensus": 0.8803,
+            "consensus_std": 0.0011,
+        },
     },
 }
 
-_ORDER = ("random", "good_random", "entropy", "least_confidence", "margin", "disagreement", "activelab",
-          "activelab_ensemble")
+_ORDER = (
+    "random",
+    "good_random",
+    "entropy",
+    "least_confidence",
+    "margin",
+    "disagreement",
+    "activelab",
+    "activelab_ensemble",
+)
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
@@ -92,8 +110,10 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 def _curve(runs: list[dict[str, Any]], key: str) -> dict[str, list[float]]:
     length = min(len(r[key]) for r in runs)
     cols = [[float(r[key][i]) for r in runs] for i in range(length)]
-    return {"mean": [statistics.fmean(c) for c in cols],
-            "std": [statistics.pstdev(c) if len(c) > 1 else 0.0 for c in cols]}
+    return {
+        "mean": [statistics.fmean(c) for c in cols],
+        "std": [statistics.pstdev(c) if len(c) > 1 else 0.0 for c in cols],
+    }
 
 
 def paper_key(protocol: dict[str, Any]) -> str | None:
@@ -111,12 +131,15 @@ def reference_for(protocol: dict[str, Any]) -> dict[str, dict[str, float]]:
         return {}
     if not str(protocol.get("pred_probs", "")).endswith("CV"):
         return {}
-    return REFERENCE.get((protocol.get("consensus", "best_quality"),
-                          protocol.get("temperature_objective", "class-position")), {})
+    return REFERENCE.get(
+        (protocol.get("consensus", "best_quality"), protocol.get("temperature_objective", "class-position")),
+        {},
+    )
 
 
-def aggregate(out: Path, strategies: list[str] | None = None, seeds: list[int] | None = None
-              ) -> tuple[dict[str, Any], dict[str, Any]]:
+def aggregate(
+    out: Path, strategies: list[str] | None = None, seeds: list[int] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Group ``out/runs/*.json`` by strategy → ``(results per method, protocol of the runs)``."""
     runs: dict[str, list[dict[str, Any]]] = {}
     protocol: dict[str, Any] = {}
@@ -168,23 +191,43 @@ def _ref(ref: dict[str, float] | None, metric: str) -> str:
     return f"{ref[metric]:.4f}" + (f" ± {std:.4f}" if std is not None else "")
 
 
-def markdown(results: dict[str, Any], protocol: dict[str, Any], *, label: str, wall_seconds: float | None) -> str:
+def markdown(
+    results: dict[str, Any], protocol: dict[str, Any], *, label: str, wall_seconds: float | None
+) -> str:
     """Method × metric table (mean ± std over seeds) next to the paper's and the reference's numbers."""
     key = paper_key(protocol)
-    lines = [f"# {label}", "", "Protocol: " + ", ".join(f"{k}={v}" for k, v in protocol.items() if k != "model"),
-             "", f"Model: {protocol.get('model')}", ""]
+    lines = [
+        f"# {label}",
+        "",
+        "Protocol: " + ", ".join(f"{k}={v}" for k, v in protocol.items() if k != "model"),
+        "",
+        f"Model: {protocol.get('model')}",
+        "",
+    ]
     if wall_seconds is not None:
-        lines += [(f"Wall time of this invocation: {wall_seconds:.0f} s "
-                  f"({wall_seconds / 60:.1f} min; runs already on disk are not re-run)."), ""]
+        lines += [
+            (
+                f"Wall time of this invocation: {wall_seconds:.0f} s "
+                f"({wall_seconds / 60:.1f} min; runs already on disk are not re-run)."
+            ),
+            "",
+        ]
     rounds = protocol.get("rounds")
     last = rounds - 1 if isinstance(rounds, int) else "?"
-    lines += [(f"AUC = mean over rounds 0..{last} of the accuracy curve; mean ± std (ddof=0) over seeds. "
-              f"Paper = `{key}` headline (5 runs). Reference = cleanlab 2.9.0 + scikit-learn run of the same "
-              "protocol (3 seeds, research/wallrobot-reference.md) where one exists."), "",
-              ("| method | seeds | model AUC (ours) | model AUC (paper) | model AUC (reference) | consensus AUC (ours) "
-              "| consensus AUC (paper) | consensus AUC (reference) | final model acc | final consensus acc "
-              "| s / run |"),
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        (
+            f"AUC = mean over rounds 0..{last} of the accuracy curve; mean ± std (ddof=0) over seeds. "
+            f"Paper = `{key}` headline (5 runs). Reference = cleanlab 2.9.0 + scikit-learn run of the same "
+            "protocol (3 seeds, research/wallrobot-reference.md) where one exists."
+        ),
+        "",
+        (
+            "| method | seeds | model AUC (ours) | model AUC (paper) | model AUC (reference) | consensus AUC (ours) "
+            "| consensus AUC (paper) | consensus AUC (reference) | final model acc | final consensus acc "
+            "| s / run |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for method, r in results.items():
         paper = r["paper"]
         paper_model = "—" if paper is None else f"{paper['model']:.4f}"
@@ -194,17 +237,25 @@ def markdown(results: dict[str, Any], protocol: dict[str, Any], *, label: str, w
             f"{paper_model} | {_ref(r['reference'], 'model')} | "
             f"{_fmt(r['consensus_auc'])} | {paper_consensus} | "
             f"{_ref(r['reference'], 'consensus')} | {_fmt(r['final_model_acc'])} | "
-            f"{_fmt(r['final_consensus_acc'])} | {r['seconds_per_run']['mean']:.0f} |")
-    for name, title in (("model_acc", "Model test accuracy"), ("consensus_acc", "Consensus accuracy (labeled set)"),
-                        ("num_new", "New (previously unlabeled) examples among the requests"),
-                        ("temperature", "ActiveLab temperature")):
+            f"{_fmt(r['final_consensus_acc'])} | {r['seconds_per_run']['mean']:.0f} |"
+        )
+    for name, title in (
+        ("model_acc", "Model test accuracy"),
+        ("consensus_acc", "Consensus accuracy (labeled set)"),
+        ("num_new", "New (previously unlabeled) examples among the requests"),
+        ("temperature", "ActiveLab temperature"),
+    ):
         rows = {m: r["curves"][name]["mean"] for m, r in results.items() if name in r["curves"]}
         if not rows:
             continue
         width = max(len(v) for v in rows.values())
-        lines += ["", f"### {title} by round (mean over seeds)", "",
-                  "| method | " + " | ".join(f"r{i}" for i in range(width)) + " |",
-                  "|---|" + "---|" * width]
+        lines += [
+            "",
+            f"### {title} by round (mean over seeds)",
+            "",
+            "| method | " + " | ".join(f"r{i}" for i in range(width)) + " |",
+            "|---|" + "---|" * width,
+        ]
         digits = 3 if name.endswith("acc") else 1
         for m, values in rows.items():
             lines.append(f"| {m} | " + " | ".join(f"{v:.{digits}f}" for v in values) + " |")
@@ -219,8 +270,10 @@ def plot(results: dict[str, Any], path: Path, *, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, name, ylabel in ((axes[0], "model_acc", "model test accuracy"),
-                             (axes[1], "consensus_acc", "consensus-label accuracy")):
+    for ax, name, ylabel in (
+        (axes[0], "model_acc", "model test accuracy"),
+        (axes[1], "consensus_acc", "consensus-label accuracy"),
+    ):
         for method, r in results.items():
             curves = r["curves"]
             x = curves["num_annotations"]["mean"] if "num_annotations" in curves else curves["round"]
@@ -228,8 +281,14 @@ def plot(results: dict[str, Any], path: Path, *, title: str) -> None:
             n = min(len(x), len(y))
             x, y, s = x[:n], y[:n], s[:n]
             (line,) = ax.plot(x, y, label=method, lw=1.6)
-            ax.fill_between(x, [a - b for a, b in zip(y, s)], [a + b for a, b in zip(y, s)],
-                            color=line.get_color(), alpha=0.18, lw=0)
+            ax.fill_between(
+                x,
+                [a - b for a, b in zip(y, s)],
+                [a + b for a, b in zip(y, s)],
+                color=line.get_color(),
+                alpha=0.18,
+                lw=0,
+            )
         ax.set_xlabel("number of annotations")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -240,8 +299,15 @@ def plot(results: dict[str, Any], path: Path, *, title: str) -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, protocol: dict[str, Any] | None = None, *, label: str, wall_seconds: float | None = None,
-                 strategies: list[str] | None = None, seeds: list[int] | None = None) -> dict[str, Any]:
+def write_report(
+    out: Path,
+    protocol: dict[str, Any] | None = None,
+    *,
+    label: str,
+    wall_seconds: float | None = None,
+    strategies: list[str] | None = None,
+    seeds: list[int] | None = None,
+) -> dict[str, Any]:
     """Write ``results.json``, ``results.md`` and ``curves.png`` into ``out``; returns the JSON."""
     results, run_protocol = aggregate(out, strategies, seeds)
     protocol = {**run_protocol, **(protocol or {})}
@@ -253,7 +319,9 @@ def write_report(out: Path, protocol: dict[str, Any] | None = None, *, label: st
         old_wall = old.get("wall_seconds") or 0.0
         # a resumed invocation only times the runs it made: keep the sum of the invocations
         if old.get("protocol", {}).get("seeds") == protocol.get("seeds") and old_wall:
-            wall_seconds = wall_seconds + float(old_wall) if wall_seconds < 0.9 * float(old_wall) else wall_seconds
+            wall_seconds = (
+                wall_seconds + float(old_wall) if wall_seconds < 0.9 * float(old_wall) else wall_seconds
+            )
     payload = {**results, "protocol": protocol, "wall_seconds": wall_seconds, "label": label}
     (out / "results.json").write_text(json.dumps(payload, indent=1))
     (out / "results.md").write_text(markdown(results, protocol, label=label, wall_seconds=wall_seconds))
@@ -271,8 +339,10 @@ def compare(outs: list[Path]) -> str:
         cells = []
         for r in loaded.values():
             if m in r:
-                cells.append(f"{_fmt(r[m]['model_auc'])} ({len(r[m]['seeds'])}) | {_fmt(r[m]['consensus_auc'])} | "
-                             f"{r[m]['seconds_per_run']['mean']:.0f}")
+                cells.append(
+                    f"{_fmt(r[m]['model_auc'])} ({len(r[m]['seeds'])}) | {_fmt(r[m]['consensus_auc'])} | "
+                    f"{r[m]['seconds_per_run']['mean']:.0f}"
+                )
             else:
                 cells.append("— | — | —")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
@@ -294,8 +364,13 @@ def main() -> None:
     if len(a.out) != 1:
         p.error("give one results folder (or several with --compare)")
     a.out = a.out[0]
-    write_report(a.out, label=a.label or a.out.name, wall_seconds=a.wall_seconds, strategies=a.strategies,
-                 seeds=a.seeds)
+    write_report(
+        a.out,
+        label=a.label or a.out.name,
+        wall_seconds=a.wall_seconds,
+        strategies=a.strategies,
+        seeds=a.seeds,
+    )
     print(f"wrote {a.out}/results.json, results.md, curves.png")
 
 

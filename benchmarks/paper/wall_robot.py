@@ -42,14 +42,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 
-STRATEGIES = ("random", "good_random", "entropy", "least_confidence", "disagreement", "activelab",
-              "activelab_ensemble")
+STRATEGIES = (
+    "random",
+    "good_random",
+    "entropy",
+    "least_confidence",
+    "disagreement",
+    "activelab",
+    "activelab_ensemble",
+)
 QUICK = {"seeds": [0], "rounds": 3, "strategies": ["random", "activelab"], "epochs": 10}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--variant", choices=("paper", "completely_labeled"), default="paper")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
@@ -57,45 +65,72 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--query-size", type=int, default=100)
     p.add_argument("--cv-folds", type=int, default=5)
     p.add_argument("--in-sample", action="store_true", help="in-sample labeled pred_probs (no CV)")
-    p.add_argument("--temperature-objective", choices=("class-position", "cleanlab-2.9"),
-                   default="class-position")
-    p.add_argument("--consensus", choices=("best_quality", "majority_vote"), default="best_quality",
-                   help="CROWDLAB consensus of the training targets (majority_vote = the paper's baselines)")
+    p.add_argument(
+        "--temperature-objective", choices=("class-position", "cleanlab-2.9"), default="class-position"
+    )
+    p.add_argument(
+        "--consensus",
+        choices=("best_quality", "majority_vote"),
+        default="best_quality",
+        help="CROWDLAB consensus of the training targets (majority_vote = the paper's baselines)",
+    )
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--hidden", type=int, nargs="+", default=[100])
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay of the MLP")
     p.add_argument("--jobs", type=int, default=2, help="parallel runs (one per core)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"smoke test: {QUICK['strategies']}, seed 0, {QUICK['rounds']} rounds, "
-                        f"{QUICK['epochs']} epochs")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke test: {QUICK['strategies']}, seed 0, {QUICK['rounds']} rounds, {QUICK['epochs']} epochs",
+    )
     p.add_argument("--label", default=None, help="name of this benchmark in the report")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/wall_robot"))
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.rounds, args.strategies, args.epochs = (
-            QUICK["seeds"], QUICK["rounds"], QUICK["strategies"], QUICK["epochs"])
+            QUICK["seeds"],
+            QUICK["rounds"],
+            QUICK["strategies"],
+            QUICK["epochs"],
+        )
     if args.rounds < 1:
         p.error(f"--rounds {args.rounds}: need at least 1 (round 0 = before any new label)")
     if args.in_sample and any(s in ("disagreement", "activelab_ensemble") for s in args.strategies):
-        p.error("--in-sample: the ensemble strategies (disagreement, activelab_ensemble) need the CV fold "
-                "models; drop them from --strategies")
+        p.error(
+            "--in-sample: the ensemble strategies (disagreement, activelab_ensemble) need the CV fold "
+            "models; drop them from --strategies"
+        )
     return args
 
 
 def protocol(args: argparse.Namespace) -> dict[str, Any]:
     """The settings that define the benchmark (stored next to the results)."""
     return {
-        "benchmark": "wall_robot", "variant": args.variant, "rounds": args.rounds,
-        "acquisitions": args.rounds - 1, "query_size": args.query_size, "seeds": args.seeds,
+        "benchmark": "wall_robot",
+        "variant": args.variant,
+        "rounds": args.rounds,
+        "acquisitions": args.rounds - 1,
+        "query_size": args.query_size,
+        "seeds": args.seeds,
         "pred_probs": "in-sample" if args.in_sample else f"{args.cv_folds}-fold CV",
-        "temperature_objective": args.temperature_objective, "consensus": args.consensus,
-        "model": {"type": "MLP", "hidden": args.hidden, "lr": args.lr,
-                  "weight_decay": getattr(args, "weight_decay", 0.0), "epochs": args.epochs,
-                  "batch_size": args.batch_size, "optimizer": "Adam", "features": "standardized"},
-        "data": ("make_paper_setup(seed=123, standardize=True"
-                 + (", completely_labeled=True)" if args.variant == "completely_labeled" else ")")),
+        "temperature_objective": args.temperature_objective,
+        "consensus": args.consensus,
+        "model": {
+            "type": "MLP",
+            "hidden": args.hidden,
+            "lr": args.lr,
+            "weight_decay": getattr(args, "weight_decay", 0.0),
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "optimizer": "Adam",
+            "features": "standardized",
+        },
+        "data": (
+            "make_paper_setup(seed=123, standardize=True"
+            + (", completely_labeled=True)" if args.variant == "completely_labeled" else ")")
+        ),
         "quick": bool(args.quick),
     }
 
@@ -109,22 +144,50 @@ def run_one(args: argparse.Namespace, strategy: str, seed: int) -> dict[str, Any
     from activelab_lightning.models import MLPClassifier
 
     torch.set_num_threads(1)
-    setup = make_paper_setup(seed=123, standardize=True, completely_labeled=args.variant == "completely_labeled")
+    setup = make_paper_setup(
+        seed=123, standardize=True, completely_labeled=args.variant == "completely_labeled"
+    )
     store = AnnotationStore(":memory:", num_examples=len(setup.dataset), class_names=setup.class_names)
-    dm = ActiveDataModule(setup.dataset, store, test_dataset=setup.test_dataset, batch_size=args.batch_size,
-                          inference_batch_size=4096, initial_labels=list(setup.initial_annotations),
-                          true_labels=setup.true_labels, consensus_method=args.consensus, seed=seed)
-    callback = ActiveLabCallback(setup.make_oracle(seed), query_size=args.query_size, strategy=strategy,
-                                 seed=seed, temperature_objective=args.temperature_objective,
-                                 true_labels=setup.true_labels, reporter=None)
+    dm = ActiveDataModule(
+        setup.dataset,
+        store,
+        test_dataset=setup.test_dataset,
+        batch_size=args.batch_size,
+        inference_batch_size=4096,
+        initial_labels=list(setup.initial_annotations),
+        true_labels=setup.true_labels,
+        consensus_method=args.consensus,
+        seed=seed,
+    )
+    callback = ActiveLabCallback(
+        setup.make_oracle(seed),
+        query_size=args.query_size,
+        strategy=strategy,
+        seed=seed,
+        temperature_objective=args.temperature_objective,
+        true_labels=setup.true_labels,
+        reporter=None,
+    )
 
     def model() -> MLPClassifier:
-        return MLPClassifier(setup.features.shape[1], setup.num_classes, hidden_dims=tuple(args.hidden),
-                             dropout=0.0, lr=args.lr, weight_decay=getattr(args, "weight_decay", 0.0))
+        return MLPClassifier(
+            setup.features.shape[1],
+            setup.num_classes,
+            hidden_dims=tuple(args.hidden),
+            dropout=0.0,
+            lr=args.lr,
+            weight_decay=getattr(args, "weight_decay", 0.0),
+        )
 
-    result = common.measure_run(model, dm, callback, rounds=args.rounds,
-                                cv_folds=None if args.in_sample else args.cv_folds, seed=seed,
-                                trainer_kwargs={"max_epochs": args.epochs, "accelerator": "cpu", "devices": 1})
+    result = common.measure_run(
+        model,
+        dm,
+        callback,
+        rounds=args.rounds,
+        cv_folds=None if args.in_sample else args.cv_folds,
+        seed=seed,
+        trainer_kwargs={"max_epochs": args.epochs, "accelerator": "cpu", "devices": 1},
+    )
     return {"strategy": strategy, "seed": seed, **result}
 
 
@@ -138,11 +201,21 @@ def _worker(job: tuple[argparse.Namespace, str, int]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
-    jobs = [(args, s, seed) for seed in args.seeds for s in args.strategies
-            if not common.run_file(args.out, s, seed).exists()]
+    jobs = [
+        (args, s, seed)
+        for seed in args.seeds
+        for s in args.strategies
+        if not common.run_file(args.out, s, seed).exists()
+    ]
     wall = common.drive(_worker, jobs, processes=args.jobs)
-    common.import_report().write_report(args.out, protocol(args), label=args.label or args.out.name,
-                                        wall_seconds=wall, strategies=args.strategies, seeds=args.seeds)
+    common.import_report().write_report(
+        args.out,
+        protocol(args),
+        label=args.label or args.out.name,
+        wall_seconds=wall,
+        strategies=args.strategies,
+        seeds=args.seeds,
+    )
     print(f"wrote {args.out}/results.json, results.md, curves.png (wall {wall:.0f} s)")
     return 0
 

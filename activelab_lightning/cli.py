@@ -466,8 +466,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for message in (".*does not have many workers.*", ".*but have no `val_dataloader`.*",
                     ".*smaller than the logging interval.*", ".*litlogger.*"):
         warnings.filterwarnings("ignore", message=message)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     if argv and argv[0] == "run":
+        # Importing lightning.pytorch sets its logger to INFO, so quiet it only after the import:
+        # the per-round table replaces Lightning's per-fit banners ("GPU available...", tips).
+        import lightning.pytorch  # noqa: F401
+
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         return _run_command(argv[1:])
     parser = _tools_parser()
     args = parser.parse_args(argv)

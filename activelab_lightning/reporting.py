@@ -606,7 +606,7 @@ class Reporter:
                 fmt(row["round"]), fmt(row["num_annotations"]), fmt(row["num_labeled"]),
                 fmt(row["num_new"]), fmt(row["num_relabel"]), fmt(row["num_pending"]),
                 fmt(row["consensus_accuracy"], ".4f"), fmt(row["test_accuracy"], ".4f"),
-                fmt(row["seconds"], ".1f"),
+                fmt(row["seconds"], ".2f"),
             )
         self._get_console().print(table)
 

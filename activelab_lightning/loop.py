@@ -173,7 +173,12 @@ class ActiveLearningLoop:
         """Run (or resume) rounds until ``rounds`` or ``budget`` is reached.
 
         Returns:
-            :attr:`history` (the rounds run by this call and earlier calls of this loop).
+            :attr:`history` (the rounds run by this call and earlier calls of this loop). Row ``r``
+            describes round ``r`` as it ended: ``consensus_accuracy`` and the counts are measured
+            *after* round ``r``'s acquisition, while ``test`` holds the metrics of the model trained
+            *before* it (on the labels of rounds ``< r``). For a paper-style curve whose point ``r``
+            pairs the labels after ``r`` acquisitions with a model trained on them, run one more
+            round (or one more fit) and shift the test column by one.
 
         Raises:
             WaitingForLabels: A human oracle has not answered yet; re-run later to continue.

@@ -190,20 +190,8 @@ def _worker(job: tuple[argparse.Namespace, str, int]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    (args.out / "runs").mkdir(parents=True, exist_ok=True)
-    jobs = [
-        (args, s, seed)
-        for seed in args.seeds
-        for s in args.strategies
-        if not common.run_file(args.out, s, seed).exists()
-    ]
-    wall = common.drive(_worker, jobs, processes=args.jobs)
     label = args.label or f"CIFAR-10 + CIFAR-10H annotators ({protocol(args)['scale']} scale)"
-    common.import_report().write_report(
-        args.out, protocol(args), label=label, wall_seconds=wall, strategies=args.strategies, seeds=args.seeds
-    )
-    print(f"wrote {args.out}/results.json, results.md, curves.png (wall {wall:.0f} s)")
-    return 0
+    return common.run_benchmark(args, _worker, protocol(args), label)
 
 
 if __name__ == "__main__":

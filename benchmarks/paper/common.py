@@ -118,3 +118,21 @@ def import_report() -> Any:
     import report
 
     return report
+
+
+def run_benchmark(args: Any, worker: Callable[[Any], str], protocol: dict[str, Any], label: str) -> int:
+    """The ``main`` of every benchmark script: run the ``(args, strategy, seed)`` jobs whose run file
+    is missing (an interrupted command resumes), then write ``results.json``/``.md``/``curves.png``."""
+    (args.out / "runs").mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (args, s, seed)
+        for seed in args.seeds
+        for s in args.strategies
+        if not run_file(args.out, s, seed).exists()
+    ]
+    wall = drive(worker, jobs, processes=args.jobs)
+    import_report().write_report(
+        args.out, protocol, label=label, wall_seconds=wall, strategies=args.strategies, seeds=args.seeds
+    )
+    print(f"wrote {args.out}/results.json, results.md, curves.png (wall {wall:.0f} s)")
+    return 0

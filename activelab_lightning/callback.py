@@ -47,9 +47,23 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from activelab_lightning.errors import ActiveLabError, WaitingForLabels
-from activelab_lightning.predictions import collect_predictions, iter_predictions
+from activelab_lightning.out_of_sample import (
+    OUT_OF_SAMPLE_METHODS,
+    CrossFitHeads,
+    find_head,
+    fit_crossfit_heads,
+    heads_predict_fn,
+    with_features_predict_fn,
+)
+from activelab_lightning.predictions import (
+    _check_probabilities,
+    _resolve_predict_fn,
+    collect_predictions,
+    iter_predictions,
+)
 from activelab_lightning.records import Annotation, LabelRequest, OracleResponse, RoundSummary
 from activelab_lightning.scoring import annotator_stats
 from activelab_lightning.selection import (
@@ -69,6 +83,16 @@ PredictFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 _SPAWN_START_METHODS = ("spawn", "fork", "forkserver")
 _STATE_VERSION = 1
 _MAX_REPORTED_UNLABELED_SCORES = 100_000
+#: Diagnostics passed on to the loggers and the round log as ``RoundSummary.metrics``.
+_REPORTED_DIAGNOSTICS = (
+    "temperature",
+    "crossfit_l2",
+    "crossfit_sharpness",
+    "crossfit_oof_nll",
+    "agreement_in_sample",
+    "agreement_out_of_fold",
+)
+_IN_SAMPLE_GAP = 0.05  # in-sample agreement this far above the out-of-fold one: warn (guard)
 
 
 class OracleAnswerError(ActiveLabError, ValueError):
@@ -128,6 +152,21 @@ class ActiveLabCallback(pl.Callback):
         state_dir: Where each round's refresh probabilities are saved (needed to resume with the
             same consensus). ``"auto"``: ``<store>.activelab/`` next to a file-backed store, kept in
             memory for an in-memory store.
+        out_of_sample: How the labeled pool's ``pred_probs`` are made out-of-sample inside one fit
+            (ActiveLab and CROWDLAB assume they are). ``"crossfit"`` (default): ``crossfit_folds``
+            linear heads refitted on the model's penultimate features of the other folds predict
+            each held-out fold (see :mod:`~activelab_lightning.out_of_sample`; they also form the
+            ensemble of ``activelab_ensemble`` / ``disagreement``). ``"in_sample"``: the trained
+            model's own predictions (over-confident on its training rows; the previous default).
+            Probabilities handed in with :meth:`use_predictions` (e.g. the loop's ``cv_folds``)
+            take precedence. Models without an ``nn.Linear`` fall back to in-sample, with a warning.
+        crossfit_folds: Folds (and heads) of ``out_of_sample="crossfit"``.
+        crossfit_unlabeled: What scores the unlabeled pool under ``out_of_sample="crossfit"``:
+            ``"heads"`` (default): the mean of the heads (ensemble strategies: each head), so both
+            pools are ranked by predictions on one calibration scale, as the paper's fold-model
+            average does; ``"model"``: the trained model's own probabilities.
+        feature_layer: Name (in ``model.named_modules()``) of the layer whose input is the
+            representation the heads are fitted on; default the model's last ``nn.Linear``.
 
     Attributes:
         history: One dict per acquisition (round, requests, answers, sizes, consensus accuracy...).
@@ -154,8 +193,32 @@ class ActiveLabCallback(pl.Callback):
         true_labels: Any = None,
         reporter: Any = "auto",
         state_dir: str | os.PathLike | None = "auto",
+        out_of_sample: str = "crossfit",
+        crossfit_folds: int = 5,
+        crossfit_unlabeled: str = "heads",
+        feature_layer: str | None = None,
     ) -> None:
         super().__init__()
+        if out_of_sample not in OUT_OF_SAMPLE_METHODS:
+            raise ValueError(
+                f"ActiveLabCallback(out_of_sample={out_of_sample!r}): must be one of {list(OUT_OF_SAMPLE_METHODS)} "
+                f"('crossfit' = out-of-fold heads on the model's features, the default; 'in_sample' = the "
+                f"trained model's own predictions)."
+            )
+        if isinstance(crossfit_folds, bool) or not isinstance(crossfit_folds, int) or crossfit_folds < 2:
+            raise ValueError(
+                f"ActiveLabCallback(crossfit_folds={crossfit_folds!r}): must be an int >= 2 (e.g. 5)."
+            )
+        if crossfit_unlabeled not in ("heads", "model"):
+            raise ValueError(
+                f"ActiveLabCallback(crossfit_unlabeled={crossfit_unlabeled!r}): must be 'heads' (the mean of the "
+                f"cross-fitted heads, on the labeled pool's scale; the default) or 'model' (the trained model)."
+            )
+        if feature_layer is not None and not isinstance(feature_layer, str):
+            raise TypeError(
+                f"ActiveLabCallback(feature_layer={feature_layer!r}): pass the layer's name in "
+                f"model.named_modules() (a str), or None for the last nn.Linear."
+            )
         if isinstance(query_size, bool) or not isinstance(query_size, int) or query_size <= 0:
             raise ValueError(
                 f"ActiveLabCallback(query_size={query_size!r}): must be a positive int, the number of label "
@@ -197,7 +260,13 @@ class ActiveLabCallback(pl.Callback):
         self.true_labels = None if true_labels is None else torch.as_tensor(true_labels).long().cpu()
         self.reporter = reporter
         self.state_dir = state_dir
+        self.out_of_sample = out_of_sample
+        self.crossfit_folds = crossfit_folds
+        self.crossfit_unlabeled = crossfit_unlabeled
+        self.feature_layer = feature_layer
         self.history: list[dict[str, Any]] = []
+        self._warned: set[str] = set()
+        self._oos_diagnostics: dict[str, float] = {}
         self.last_summary: RoundSummary | None = None
         self._next_round = 0
         self._memory_state: dict[int, dict[str, Any]] = {}
@@ -322,6 +391,7 @@ class ActiveLabCallback(pl.Callback):
             OracleAnswerError: The oracle answered an example that was not requested.
         """
         started = time.perf_counter()
+        self._oos_diagnostics = {}
         injected, self._injected = self._injected, {}
         labeled_pred_probs = (
             labeled_pred_probs if labeled_pred_probs is not None else injected.get("labeled_pred_probs")
@@ -361,7 +431,11 @@ class ActiveLabCallback(pl.Callback):
                 if trainer.world_size <= 1 or not trainer.is_global_zero:
                     raise
                 select_error = exc  # the other ranks wait in the broadcast below: tell them
-            diagnostics = strategy.diagnostics() if trainer.is_global_zero and select_error is None else {}
+            diagnostics = (
+                {**strategy.diagnostics(), **self._oos_diagnostics}
+                if trainer.is_global_zero and select_error is None
+                else {}
+            )
 
         def ask() -> _Outcome:
             if select_error is not None:
@@ -417,10 +491,19 @@ class ActiveLabCallback(pl.Callback):
             unlabeled_ids = subsample_ids(unlabeled_ids, self.unlabeled_subsample, generator=generator)
         k = self._round_query_size(int(labeled_ids.numel() + unlabeled_ids.numel()))
         members = list(ensemble) if ensemble is not None else None
-        if strategy.input == "ensemble" and not members:
+        heads: CrossFitHeads | None = None
+        head_layer: torch.nn.Module | None = None
+        oos: dict[str, Any] = {}
+        if labeled_pred_probs is None and members is None and labeled_ids.numel():
+            oos = self._crossfit(trainer, pl_module, datamodule, labeled_ids, r)
+            if self.out_of_sample == "crossfit" and "heads" in oos:
+                heads, head_layer = oos["heads"], oos["layer"]
+        if strategy.input == "ensemble" and not members and heads is None:
             raise ValueError(
                 f"strategy={self.strategy!r} scores with an ensemble of models, but no ensemble members were "
-                f"given. Use ActiveLearningLoop(..., cv_folds=K) (the K fold models form the ensemble), or "
+                f"given and out_of_sample={self.out_of_sample!r} made no cross-fitted heads this round "
+                f"({oos.get('skipped', 'the labeled pool was given as probabilities')}). Use "
+                f"out_of_sample='crossfit' (the heads form the ensemble), ActiveLearningLoop(..., cv_folds=K), or "
                 f"`callback.use_predictions(ensemble=[model_1, model_2, ...])` before the fit."
             )
 
@@ -446,13 +529,19 @@ class ActiveLabCallback(pl.Callback):
                 "labeled_pred_probs",
                 rows=labeled_ids.numel(),
             )
+        elif heads is not None:
+            labeled_probs = heads.oof_probs
+        elif "model_probs" in oos:
+            labeled_probs = oos["model_probs"]
         elif strategy.input == "probs" or not members:
             labeled_probs = predict_labeled(pl_module)
         else:
             labeled_probs = None
         ensemble_probs = None
         if strategy.input == "ensemble":
-            if labeled_ensemble_pred_probs is not None:
+            if heads is not None and labeled_ensemble_pred_probs is None:
+                ensemble_probs = heads.member_probs(oos["features"])
+            elif labeled_ensemble_pred_probs is not None:
                 ensemble_probs = torch.as_tensor(labeled_ensemble_pred_probs, dtype=torch.float64)
                 if ensemble_probs.ndim != 3 or ensemble_probs.shape[1] != labeled_ids.numel():
                     raise ValueError(
@@ -483,7 +572,8 @@ class ActiveLabCallback(pl.Callback):
             top.update(labeled_ids, labeled_scores)
 
         # Unlabeled pool: streamed batch by batch (all ranks take part in sharded inference).
-        unlabeled_modules = members if strategy.input == "ensemble" else [pl_module]
+        use_heads = heads is not None and (strategy.input == "ensemble" or self.crossfit_unlabeled == "heads")
+        unlabeled_modules = members if strategy.input == "ensemble" and not use_heads else [pl_module]
         batches = self._unlabeled_batches(
             trainer,
             datamodule,
@@ -491,7 +581,10 @@ class ActiveLabCallback(pl.Callback):
             unlabeled_modules,
             store.num_classes,
             stack=strategy.input == "ensemble",
+            heads=(heads, head_layer) if use_heads else None,
         )
+        if use_heads and strategy.input != "ensemble":  # single-model strategies: the heads' mean
+            batches = ((batch_ids, p.mean(dim=0)) for batch_ids, p in batches)
         pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         for ids, probs in batches:
             if not is_zero:
@@ -514,6 +607,7 @@ class ActiveLabCallback(pl.Callback):
             return (), seed
 
         scores_for_report["unlabeled"] = torch.cat(report_unlabeled) if report_unlabeled else None
+        self._oos_diagnostics = {k: v for k, v in oos.items() if isinstance(v, float)}
         chosen_ids, chosen_scores = top.result()
         requests = make_requests(
             chosen_ids, chosen_scores, round=r, existing_annotators=store.annotators_of(chosen_ids)
@@ -544,6 +638,7 @@ class ActiveLabCallback(pl.Callback):
         num_classes: int,
         *,
         stack: bool,
+        heads: tuple[CrossFitHeads, torch.nn.Module] | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(ids (b,), probs (b, K) or (P, b, K))`` over the unlabeled pool, in ``ids`` order.
 
@@ -554,10 +649,24 @@ class ActiveLabCallback(pl.Callback):
         if ids.numel() == 0:
             return
         size = int(getattr(datamodule, "inference_batch_size", 4096))
-        streams = [
-            iter_predictions(trainer, module, datamodule, ids, predict_fn=self.predict_fn)
-            for module in modules
-        ]
+        if heads is not None:  # one trunk pass feeds every cross-fitted head: (b, P * K) per batch
+            fitted, layer = heads
+            base, _ = _resolve_predict_fn(modules[0], self.predict_fn)
+            stream = iter_predictions(
+                trainer, modules[0], datamodule, ids, predict_fn=heads_predict_fn(base, layer, fitted),
+                validate=False,
+            )
+            streams = [
+                (
+                    (batch_ids, p.view(p.shape[0], fitted.num_heads, num_classes).transpose(0, 1))
+                    for batch_ids, p in stream
+                )
+            ]
+        else:
+            streams = [
+                iter_predictions(trainer, module, datamodule, ids, predict_fn=self.predict_fn)
+                for module in modules
+            ]
         stream: Iterable[Any] = zip(*streams)
         track = getattr(self._reporter(datamodule.store), "track", None) if trainer.is_global_zero else None
         if callable(track):
@@ -568,13 +677,18 @@ class ActiveLabCallback(pl.Callback):
         seen = 0
         for parts in stream:
             batch_ids = parts[0][0]
-            probs = [self._check_probs(p, num_classes, "unlabeled pool", finite=False) for _, p in parts]
+            if heads is not None:
+                probs = [parts[0][1]]
+                stacked = probs[0]
+            else:
+                probs = [self._check_probs(p, num_classes, "unlabeled pool", finite=False) for _, p in parts]
+                stacked = torch.stack(probs) if stack else probs[0]
             seen += int(batch_ids.numel())
             if not buffered and batch_ids.numel() == size:  # the usual case: nothing to re-cut
-                yield batch_ids, torch.stack(probs) if stack else probs[0]
+                yield batch_ids, stacked
                 continue
             buffer_ids.append(batch_ids)
-            buffer_probs.append(torch.stack(probs) if stack else probs[0])
+            buffer_probs.append(stacked)
             buffered += int(batch_ids.numel())
             while buffered >= size or (seen == ids.numel() and buffered):
                 all_ids = torch.cat(buffer_ids)
@@ -583,6 +697,86 @@ class ActiveLabCallback(pl.Callback):
                 yield all_ids[:take], all_probs[..., :take, :]
                 buffer_ids, buffer_probs = [all_ids[take:]], [all_probs[..., take:, :]]
                 buffered -= take
+
+    def _crossfit(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        datamodule: Any,
+        labeled_ids: torch.Tensor,
+        r: int,
+    ) -> dict[str, Any]:
+        """One labeled-pool pass that also captures the penultimate features, then the cross-fitted heads.
+
+        Returns a dict with ``model_probs`` (the model's own ``(n, K)``), ``features`` ``(n, d)``,
+        ``heads`` / ``layer`` and float diagnostics; only ``skipped`` (why) when no heads could be
+        made this round (too few rows or classes, no ``nn.Linear``): the caller predicts in-sample.
+        In ``"in_sample"`` mode the heads are fitted too (a few linear solves), only to measure how
+        far the model's in-sample agreement with the consensus lies above the out-of-fold one.
+        """
+        store = datamodule.store
+        k = store.num_classes
+        folds = self.crossfit_folds
+        layer = find_head(pl_module, self.feature_layer)
+        if layer is None:
+            if self.out_of_sample == "crossfit":
+                self._warn_once(
+                    "no-linear",
+                    f"ActiveLabCallback(out_of_sample='crossfit'): {type(pl_module).__name__} has no nn.Linear "
+                    f"layer, so the labeled pool is scored with in-sample predictions (over-confident on the rows "
+                    f"the model trained on). Pass feature_layer=<name of the classifier layer> to fix it.",
+                )
+            return {"skipped": "the model has no nn.Linear layer"}
+        targets = torch.as_tensor(datamodule.consensus_labels, dtype=torch.int64)
+        n = int(labeled_ids.numel())
+        if n < 2 * folds or torch.unique(targets).numel() < 2:
+            return {"skipped": f"{n} labeled rows / {torch.unique(targets).numel()} classes are too few to fold"}
+        base, source = _resolve_predict_fn(pl_module, self.predict_fn)
+        ids, out = collect_predictions(
+            trainer,
+            pl_module,
+            datamodule,
+            labeled_ids,
+            predict_fn=with_features_predict_fn(base, layer, k),
+            num_classes=k,
+            validate=False,
+        )
+        self._check_ids(ids, labeled_ids, "labeled pool")
+        model_probs = self._check_probs(out[:, :k], k, "labeled pool")
+        _check_probabilities(model_probs[: min(n, 4096)], source, pl_module)
+        features = out[:, k:]
+        seed = round_seed(self.seed, r)
+        heads: CrossFitHeads = self._on_rank_zero(
+            trainer,
+            lambda: fit_crossfit_heads(features, targets, num_classes=k, folds=folds, seed=seed),
+        )
+        agree_model = float((model_probs.argmax(1) == targets).double().mean())
+        agree_oof = float((heads.oof_probs.argmax(1) == targets).double().mean())
+        result: dict[str, Any] = {
+            "model_probs": model_probs,
+            "features": features,
+            "heads": heads,
+            "layer": layer,
+            "crossfit_l2": heads.l2,
+            "crossfit_sharpness": heads.sharpness,
+            "crossfit_oof_nll": heads.oof_nll[heads.l2],
+            "agreement_in_sample": agree_model,
+            "agreement_out_of_fold": agree_oof,
+        }
+        if self.out_of_sample == "in_sample" and agree_model - agree_oof > _IN_SAMPLE_GAP:
+            self._warn_once(
+                "in-sample",
+                f"ActiveLabCallback(out_of_sample='in_sample'): round {r}: the model agrees with the consensus on "
+                f"{agree_model:.1%} of the labeled pool, but only {agree_oof:.1%} out of fold. Its labeled-pool "
+                f"predictions look in-sample (memorised), which makes CROWDLAB over-trust the model. Use "
+                f"out_of_sample='crossfit' (the default) or ActiveLearningLoop(cv_folds=5).",
+            )
+        return result
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            rank_zero_warn(message, category=UserWarning)
 
     def _round_query_size(self, num_candidates: int) -> int:
         k = self.query_size
@@ -716,6 +910,7 @@ class ActiveLabCallback(pl.Callback):
                 consensus_accuracy = float((consensus == self.true_labels[labeled]).double().mean())
         elif callable(getattr(datamodule, "consensus_accuracy", None)):
             consensus_accuracy = datamodule.consensus_accuracy()
+        weights = _consensus_weights(datamodule) or diagnostics
         summary = RoundSummary(
             round=outcome.round,
             strategy=self.strategy,
@@ -730,9 +925,9 @@ class ActiveLabCallback(pl.Callback):
             unlabeled_scores=scores["unlabeled"],
             consensus_accuracy=consensus_accuracy,
             annotator_stats=_annotator_rows(datamodule, outcome.round_state),
-            model_weight=diagnostics.get("model_weight"),
-            mean_annotator_weight=diagnostics.get("mean_annotator_weight"),
-            metrics={"temperature": diagnostics["temperature"]} if "temperature" in diagnostics else None,
+            model_weight=weights.get("model_weight"),
+            mean_annotator_weight=weights.get("mean_annotator_weight"),
+            metrics={k: diagnostics[k] for k in _REPORTED_DIAGNOSTICS if k in diagnostics} or None,
             seconds=seconds,
         )
         self.last_summary = summary
@@ -865,6 +1060,21 @@ def _datamodule_state(datamodule: Any) -> dict[str, Any] | None:
     state_dict = getattr(datamodule, "state_dict", None)
     state = state_dict() if callable(state_dict) else None
     return state or None
+
+
+def _consensus_weights(datamodule: Any) -> dict[str, float]:
+    """CROWDLAB's model weight and mean annotator weight of the datamodule's last consensus (the
+    weights that made this round's training targets, for every strategy); empty without one."""
+    result = getattr(datamodule, "last_crowdlab", None)
+    if result is None:
+        return {}
+    weights = torch.as_tensor(result.annotator_weight, dtype=torch.float64)
+    used = weights[torch.as_tensor(result.annotator_mask, dtype=torch.bool)]
+    used = used[torch.isfinite(used)]
+    return {
+        "model_weight": float(torch.as_tensor(result.model_weight, dtype=torch.float64).mean()),
+        "mean_annotator_weight": float(used.mean()) if used.numel() else float("nan"),
+    }
 
 
 def _annotator_rows(datamodule: Any, round_state: dict[str, Any] | None) -> tuple[dict[str, Any], ...]:

@@ -10,15 +10,15 @@ The loop is the only place that builds Trainers. Each round it
    ``on_train_end`` (predict → score → select → oracle → store → refresh → report);
 4. optionally tests it (``trainer.test``) and records a history row.
 
-**In-sample vs out-of-sample.** ActiveLab assumes the labeled pool's ``pred_probs`` are
-out-of-sample. By default the model that was just trained on the labeled pool predicts it
-(in-sample: one fit per round, but over-confident on its training rows, which makes re-labels look
-less needed than they are). ``cv_folds=K`` follows the paper: ``K`` extra fold models, each trained
-without one (stratified, seeded) fold, predict their held-out fold; those out-of-fold probabilities
-score the labeled pool while the model trained on everything scores the unlabeled pool and is
-tested. ``K + 1`` fits per round. For ensemble strategies (``activelab_ensemble``,
-``disagreement``) the ``K`` fold models are the ensemble (each member's labeled predictions are
-out-of-sample on its own held-out fold only).
+**Out-of-sample predictions.** ActiveLab assumes the labeled pool's ``pred_probs`` are
+out-of-sample. By default the callback makes them so inside the round's one fit, with cross-fitted
+linear heads on the model's penultimate features (``ActiveLabCallback(out_of_sample="crossfit")``,
+see :mod:`~activelab_lightning.out_of_sample`). ``cv_folds=K`` is the paper's reference: ``K``
+extra fold models, each trained without one (stratified, seeded) fold, predict their held-out fold;
+those out-of-fold probabilities score the labeled pool while the model trained on everything scores
+the unlabeled pool and is tested. ``K + 1`` fits per round. For ensemble strategies
+(``activelab_ensemble``, ``disagreement``) the ``K`` fold models are then the ensemble (each
+member's labeled predictions are out-of-sample on its own held-out fold only).
 
 **Resume.** The store is the source of truth: ``run()`` starts at
 ``store.last_completed_round() + 1``; a round that was begun but not completed (crash, or human
@@ -47,6 +47,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from activelab_lightning.callback import ActiveLabCallback
+from activelab_lightning.out_of_sample import stratified_folds
 from activelab_lightning.predictions import collect_predictions
 from activelab_lightning.selection import get_strategy, round_seed
 
@@ -77,7 +78,9 @@ class ActiveLearningLoop:
         budget: Stop once this many label requests were made in total (all rounds, resumed runs
             included); the last round's ``query_size`` is cut to what remains.
         warm_start: Continue from the previous round's weights instead of the initial ones.
-        cv_folds: ``K >= 2``: out-of-fold labeled ``pred_probs`` from ``K`` fold models (see above).
+        cv_folds: ``K >= 2``: out-of-fold labeled ``pred_probs`` from ``K`` fold models, the
+            reference for the callback's cheaper cross-fitted heads (see above). ``None``: one fit
+            per round.
         test_each_round: Call ``trainer.test`` after each round if the datamodule has test data.
         seed: Base seed; round ``r`` is seeded with ``round_seed(seed, r)``.
         loggers: Lightning loggers reused by every round's Trainer (one W&B run for all rounds).
@@ -285,7 +288,7 @@ class ActiveLearningLoop:
         assert k is not None
         if labeled.numel() < k:
             return  # too few labeled examples to fold: in-sample this round
-        folds = _stratified_folds(
+        folds = stratified_folds(
             torch.as_tensor(dm.consensus_labels, dtype=torch.int64), k, seed=round_seed(self.seed, r)
         )
         num_classes = self.store.num_classes
@@ -354,16 +357,3 @@ class _FoldData(pl.LightningDataModule):
 
     def train_dataloader(self) -> Any:
         return self.datamodule.labeled_subset_dataloader(self.positions)
-
-
-def _stratified_folds(labels: torch.Tensor, k: int, *, seed: int) -> torch.Tensor:
-    """Fold index in ``0..k-1`` per row: rows of each class shuffled (seeded) and dealt round-robin."""
-    generator = torch.Generator().manual_seed(seed % (2**63))
-    folds = torch.empty(labels.numel(), dtype=torch.int64)
-    offset = 0
-    for cls in torch.unique(labels).tolist():
-        rows = torch.nonzero(labels == cls).flatten()
-        rows = rows[torch.randperm(rows.numel(), generator=generator)]
-        folds[rows] = (torch.arange(rows.numel()) + offset) % k
-        offset += rows.numel()
-    return folds

@@ -170,7 +170,11 @@ def _check_probabilities(probs: Tensor, source: str, module: nn.Module) -> None:
 
 
 def predict_proba_batches(
-    module: nn.Module, dataloader: Iterable[Any], *, predict_fn: PredictFn | None = None
+    module: nn.Module,
+    dataloader: Iterable[Any],
+    *,
+    predict_fn: PredictFn | None = None,
+    validate: bool = True,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Predicted class probabilities for each batch of a pool loader.
 
@@ -184,6 +188,8 @@ def predict_proba_batches(
             ``ActiveDataModule.pool_dataloader(ids)``. ``x`` may be a tensor or a nested collection.
         predict_fn: ``predict_fn(module, x) -> (B, K)`` probabilities. Default:
             ``module.predict_proba(x)`` if the module defines it, else ``softmax(module(x), -1)``.
+        validate: Check that the first batch's rows are probabilities (off for internal
+            ``predict_fn`` s that return probabilities together with other columns, e.g. features).
 
     Yields:
         ``(example_ids (B,) int64, probs (B, K) float64)``, both on the CPU.
@@ -222,7 +228,7 @@ def predict_proba_batches(
                 out = _check_output(fn(module, x), ids.shape[0], k, source, module).to("cpu")
             # float64 on the CPU (half the transfer), as an ordinary tensor: in-place ops allowed
             probs = out.to(torch.float64) if out.dtype != torch.float64 else out.clone()
-            if k is None:  # logits / log-probs are systematic: the first batch tells (keeps batches cheap)
+            if k is None and validate:  # logits / log-probs are systematic: the first batch tells
                 _check_probabilities(probs, source, module)
             k = probs.shape[1]
             yield ids, probs
@@ -342,6 +348,7 @@ def iter_predictions(
     *,
     predict_fn: PredictFn | None = None,
     batch_size: int | None = None,
+    validate: bool = True,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Stream pool probabilities batch by batch, gathered over DDP ranks, in the order of ``example_ids``.
 
@@ -356,6 +363,7 @@ def iter_predictions(
         example_ids: ``(n,)`` ids of the pool, positions in the base dataset.
         predict_fn: See :func:`predict_proba_batches`.
         batch_size: Per-rank inference batch size (default ``datamodule.inference_batch_size``).
+        validate: See :func:`predict_proba_batches`.
 
     Yields:
         ``(example_ids (b,) int64, probs (b, K) float64)`` on the CPU; concatenated they equal
@@ -375,7 +383,7 @@ def iter_predictions(
     if world == 1:
         offset = 0
         for got, probs in predict_proba_batches(
-            module, datamodule.pool_dataloader(ids, batch_size=bs), predict_fn=predict_fn
+            module, datamodule.pool_dataloader(ids, batch_size=bs), predict_fn=predict_fn, validate=validate
         ):
             _check_ids(got, ids[offset : offset + got.numel()], datamodule)
             offset += got.numel()
@@ -390,7 +398,7 @@ def iter_predictions(
     device = _module_device(module)
     offset = 0
     for got, probs in predict_proba_batches(
-        module, datamodule.pool_dataloader(shard, batch_size=bs), predict_fn=predict_fn
+        module, datamodule.pool_dataloader(shard, batch_size=bs), predict_fn=predict_fn, validate=validate
     ):
         _check_ids(got, shard[offset : offset + got.numel()], datamodule)
         pos, rows = unshard_batch(_all_gather(probs, world, device), offset, n)
@@ -408,6 +416,7 @@ def collect_predictions(
     predict_fn: PredictFn | None = None,
     batch_size: int | None = None,
     num_classes: int | None = None,
+    validate: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Probabilities for a whole pool, the same full result on every DDP rank.
 
@@ -420,6 +429,7 @@ def collect_predictions(
         batch_size: Per-rank inference batch size (default ``datamodule.inference_batch_size``).
         num_classes: ``K`` of the empty result when ``example_ids`` is empty (default: the
             datamodule's ``num_classes``).
+        validate: See :func:`predict_proba_batches`.
 
     Returns:
         ``(example_ids (n,) int64, probs (n, K) float64)`` on the CPU, rows in the order of
@@ -433,7 +443,7 @@ def collect_predictions(
     parts = [
         p
         for _, p in iter_predictions(
-            trainer, module, datamodule, ids, predict_fn=predict_fn, batch_size=batch_size
+            trainer, module, datamodule, ids, predict_fn=predict_fn, batch_size=batch_size, validate=validate
         )
     ]
     if not parts:

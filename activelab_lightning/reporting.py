@@ -595,7 +595,7 @@ class Reporter:
 
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         for column in ("round", "annot.", "labeled", "new", "relabel", "pending",
-                       "cons. acc", "test acc", "sec"):
+                       "cons. acc", "test acc", "w model", "w annot.", "sec"):
             table.add_column(column, justify="right", min_width=len(column), no_wrap=True)
 
         def fmt(value: Any, spec: str = "") -> str:
@@ -606,6 +606,7 @@ class Reporter:
                 fmt(row["round"]), fmt(row["num_annotations"]), fmt(row["num_labeled"]),
                 fmt(row["num_new"]), fmt(row["num_relabel"]), fmt(row["num_pending"]),
                 fmt(row["consensus_accuracy"], ".4f"), fmt(row["test_accuracy"], ".4f"),
+                fmt(row.get("model_weight"), ".3f"), fmt(row.get("mean_annotator_weight"), ".3f"),
                 fmt(row["seconds"], ".2f"),
             )
         self._get_console().print(table)

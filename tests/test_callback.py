@@ -13,9 +13,10 @@ from activelab_lightning.callback import ActiveLabCallback, OracleAnswerError
 from activelab_lightning.datamodule import ActiveDataModule
 from activelab_lightning.errors import WaitingForLabels
 from activelab_lightning.oracles import SimulatedOracle
+from activelab_lightning.out_of_sample import capture_inputs, find_head, fit_crossfit_heads
 from activelab_lightning.records import Annotation, OracleResponse
 from activelab_lightning.scoring import activelab_scores
-from activelab_lightning.selection import select_lowest
+from activelab_lightning.selection import round_seed, select_lowest
 from activelab_lightning.store import AnnotationStore
 from tests._models import TinyMLP, fast_trainer, make_blobs
 
@@ -99,7 +100,7 @@ def test_selection_equals_lowest_activelab_scores_over_both_pools():
     labeled, unlabeled = dm.labeled_ids.clone(), dm.unlabeled_ids.clone()
     labels, _ = store.label_matrix(labeled)
     model = TinyMLP(D, K, lr=0.0)  # fixed weights: the scores can be recomputed by hand
-    callback = quiet(oracle=oracle, query_size=12)
+    callback = quiet(oracle=oracle, query_size=12, out_of_sample="in_sample")
     fit(callback, dm, model=model, max_epochs=1)
     with torch.no_grad():
         probs = torch.softmax(model(x), -1).double()
@@ -115,6 +116,92 @@ def test_selection_equals_lowest_activelab_scores_over_both_pools():
         assert answered_by[q.request_id] not in q.existing_annotators
 
 
+@pytest.mark.parametrize("unlabeled_from", ["heads", "model"])
+def test_crossfit_default_scores_the_labeled_pool_with_out_of_fold_head_predictions(unlabeled_from):
+    x, _, store, oracle, dm = make_setup()
+    labeled, unlabeled = dm.labeled_ids.clone(), dm.unlabeled_ids.clone()
+    targets = dm.consensus_labels.clone()
+    labels, _ = store.label_matrix(labeled)
+    model = TinyMLP(D, K, lr=0.0)  # fixed weights: features and heads can be recomputed by hand
+    callback = quiet(oracle=oracle, query_size=12, seed=3, crossfit_unlabeled=unlabeled_from)
+    assert callback.out_of_sample == "crossfit"
+    fit(callback, dm, model=model, max_epochs=1)
+    layer = find_head(model)
+    with torch.no_grad(), capture_inputs(layer) as seen:
+        probs = torch.softmax(model(x), -1).double()
+    heads = fit_crossfit_heads(seen[0][labeled], targets, num_classes=K, folds=5, seed=round_seed(3, 0))
+    # default: the unlabeled pool is scored by the heads' mean (one calibration scale for both pools)
+    unlabeled_probs = heads.predict(seen[0][unlabeled]).mean(0) if unlabeled_from == "heads" else probs[unlabeled]
+    lab_scores, unl_scores = activelab_scores(labels, heads.oof_probs, unlabeled_probs)
+    expected, _ = select_lowest(torch.cat([labeled, unlabeled]), torch.cat([lab_scores, unl_scores]), 12)
+    assert list(store.round_record(0).selected_ids) == expected.tolist()
+    entry = callback.history[-1]
+    assert entry["crossfit_l2"] == heads.l2
+    assert entry["agreement_out_of_fold"] == pytest.approx(float((heads.oof_probs.argmax(1) == targets).double().mean()))
+    # every round reports CROWDLAB's model weight next to the mean annotator weight
+    assert entry["model_weight"] is not None and entry["mean_annotator_weight"] is not None
+
+
+def test_in_sample_guard_warns_once_when_the_model_memorised_its_labels():
+    # a wide MLP trained long on pure-noise labels agrees with them in-sample, not out of fold
+    g = torch.Generator().manual_seed(0)
+    n = 80
+    x = torch.randn(n, D, generator=g)
+    y = torch.randint(0, K, (n,), generator=g)
+    store = AnnotationStore(":memory:", num_examples=n + 20, class_names=[f"c{i}" for i in range(K)])
+    oracle = SimulatedOracle(torch.cat([y, torch.zeros(20, dtype=torch.long)]), [1.0, 1.0], seed=0)
+    dm = ActiveDataModule(TensorDataset(torch.cat([x, torch.randn(20, D, generator=g)])), store, batch_size=16,
+                          initial_labels=torch.cat([y, torch.full((20,), -1)]), seed=0)
+    callback = quiet(oracle=oracle, query_size=4, out_of_sample="in_sample")
+    with pytest.warns(UserWarning, match="look in-sample"):
+        fit(callback, dm, model=TinyMLP(D, K, hidden=256, lr=0.05), max_epochs=150)
+    entry = callback.history[-1]
+    assert entry["agreement_in_sample"] - entry["agreement_out_of_fold"] > 0.05
+
+
+def test_crossfit_falls_back_to_in_sample_with_a_warning_for_models_without_a_linear_layer():
+    _, _, store, oracle, dm = make_setup()
+
+    class NoLinear(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(D, K))
+
+        def forward(self, x):
+            return x @ self.w
+
+        def training_step(self, batch, _):
+            return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    callback = quiet(oracle=oracle, query_size=5)
+    with pytest.warns(UserWarning, match="no nn.Linear"):
+        fit(callback, dm, model=NoLinear(), max_epochs=1)
+    assert len(store.requests(0)) == 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"out_of_sample": "kfold"}, "out_of_sample='kfold'.*crossfit"),
+        ({"crossfit_folds": 1}, "crossfit_folds=1"),
+        ({"crossfit_unlabeled": "both"}, "crossfit_unlabeled='both'"),
+        ({"feature_layer": 3}, "feature_layer=3"),
+    ],
+)
+def test_out_of_sample_arguments_are_checked_at_construction(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        ActiveLabCallback(oracle=None, query_size=5, **kwargs)
+
+
+def test_unknown_feature_layer_names_the_linear_layers():
+    _, _, _, oracle, dm = make_setup()
+    with pytest.raises(ValueError, match="feature_layer='nope'.*nn.Linear layers"):
+        fit(quiet(oracle=oracle, query_size=5, feature_layer="nope"), dm, max_epochs=1)
+
+
 @pytest.mark.parametrize("strategy", ["random", "good_random", "entropy", "least_confidence", "margin"])
 def test_every_single_model_strategy_runs_a_round(strategy):
     _, _, store, oracle, dm = make_setup()
@@ -128,7 +215,7 @@ def test_every_single_model_strategy_runs_a_round(strategy):
 @pytest.mark.parametrize("strategy", ["activelab_ensemble", "disagreement"])
 def test_ensemble_strategies_take_ensemble_members(strategy):
     _, _, store, oracle, dm = make_setup()
-    callback = quiet(oracle=oracle, query_size=6, strategy=strategy)
+    callback = quiet(oracle=oracle, query_size=6, strategy=strategy, out_of_sample="in_sample")
     with pytest.raises(ValueError, match="no ensemble members.*cv_folds"):
         fit(callback, dm, max_epochs=1)
     assert store.rounds() == []
@@ -139,6 +226,27 @@ def test_ensemble_strategies_take_ensemble_members(strategy):
     callback.use_predictions(ensemble=members)
     fit(callback, dm, max_epochs=1)
     assert store.round_record(0).status == "completed" and len(store.requests(0)) == 6
+
+
+@pytest.mark.parametrize("strategy", ["activelab_ensemble", "disagreement"])
+def test_ensemble_strategies_use_the_crossfit_heads_as_members_by_default(strategy):
+    x, _, store, oracle, dm = make_setup()
+    labeled, unlabeled = dm.labeled_ids.clone(), dm.unlabeled_ids.clone()
+    targets = dm.consensus_labels.clone()
+    model = TinyMLP(D, K, lr=0.0)
+    callback = quiet(oracle=oracle, query_size=6, strategy=strategy, seed=1)
+    fit(callback, dm, model=model, max_epochs=1)
+    assert store.round_record(0).status == "completed" and len(store.requests(0)) == 6
+    with torch.no_grad(), capture_inputs(find_head(model)) as seen:
+        model(x)
+    heads = fit_crossfit_heads(seen[0][labeled], targets, num_classes=K, folds=5, seed=round_seed(1, 0))
+    unl = heads.predict(seen[0][unlabeled])  # (P, U, K): one trunk pass fed every head
+    assert callback.last_summary.unlabeled_scores.shape == (unlabeled.numel(),)
+    if strategy == "disagreement":
+        from activelab_lightning.scoring.baselines import disagreement_scores
+
+        expected = disagreement_scores(unl)
+        torch.testing.assert_close(callback.last_summary.unlabeled_scores, expected)
 
 
 def test_unlabeled_subsample_restricts_new_examples_to_the_seeded_subset():

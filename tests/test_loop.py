@@ -10,7 +10,8 @@ from torch.utils.data import TensorDataset
 from activelab_lightning.callback import ActiveLabCallback
 from activelab_lightning.datamodule import ActiveDataModule
 from activelab_lightning.errors import WaitingForLabels
-from activelab_lightning.loop import ActiveLearningLoop, _stratified_folds
+from activelab_lightning.loop import ActiveLearningLoop
+from activelab_lightning.out_of_sample import stratified_folds as _stratified_folds
 from activelab_lightning.oracles import SimulatedOracle
 from activelab_lightning.records import OracleResponse
 from activelab_lightning.store import AnnotationStore

@@ -9,8 +9,9 @@ Protocol (Goh & Mueller 2023, ``wall-robot``; see ``benchmarks/results/README.md
   data and the label noise are fixed (setup seed 123); the run seed varies model init, CV shuffling,
   random scores and the oracle's choice of annotator (``setup.make_oracle(seed)``).
 * model: a one-hidden-layer MLP (100 units, Adam) trained with Lightning each round on the consensus
-  labels; labeled ``pred_probs`` out-of-sample from 5 fold models (``cv_folds=5``, as in the paper)
-  or in-sample (``--in-sample``, the callback's cheap default).
+  labels; labeled ``pred_probs`` out-of-sample from the callback's cross-fitted heads (the library default,
+  one fit per round), the loop's 5 fold models (``--cv-folds 5``, as in the paper, 6 fits per round)
+  or in-sample (``--in-sample``, the old default).
 * rounds: ``--rounds 20`` measurement points (round 0 = before any new label), i.e. 19 acquisitions
   of ``--query-size 100`` requests; round ``r``'s model is trained on the consensus after ``r``
   acquisitions and tested on the 1,000 test rows; consensus accuracy is measured on the labeled set
@@ -47,6 +48,7 @@ STRATEGIES = (
     "good_random",
     "entropy",
     "least_confidence",
+    "margin",
     "disagreement",
     "activelab",
     "activelab_ensemble",
@@ -63,8 +65,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--rounds", type=int, default=20, help="measurement points, round 0 included")
     p.add_argument("--query-size", type=int, default=100)
-    p.add_argument("--cv-folds", type=int, default=5)
-    p.add_argument("--in-sample", action="store_true", help="in-sample labeled pred_probs (no CV)")
+    p.add_argument(
+        "--cv-folds",
+        type=int,
+        default=0,
+        help="K > 1: the loop's K-fold reference (K extra fits per round); 0: one fit per round",
+    )
+    p.add_argument(
+        "--out-of-sample",
+        choices=("crossfit", "in_sample"),
+        default="crossfit",
+        help="the callback's labeled-pool predictions when --cv-folds is 0 (crossfit = the library default)",
+    )
+    p.add_argument("--in-sample", action="store_true", help="alias of --out-of-sample in_sample --cv-folds 0")
+    p.add_argument("--setup-seed", type=int, default=123, help="data / noise seed (123 = the paper benchmark)")
     p.add_argument(
         "--temperature-objective", choices=("class-position", "cleanlab-2.9"), default="class-position"
     )
@@ -97,10 +111,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.rounds < 1:
         p.error(f"--rounds {args.rounds}: need at least 1 (round 0 = before any new label)")
-    if args.in_sample and any(s in ("disagreement", "activelab_ensemble") for s in args.strategies):
+    if args.in_sample:
+        args.out_of_sample, args.cv_folds = "in_sample", 0
+    if args.cv_folds == 1 or args.cv_folds < 0:
+        p.error(f"--cv-folds {args.cv_folds}: 0 (one fit per round) or >= 2")
+    if (
+        args.out_of_sample == "in_sample"
+        and not args.cv_folds
+        and any(s in ("disagreement", "activelab_ensemble") for s in args.strategies)
+    ):
         p.error(
-            "--in-sample: the ensemble strategies (disagreement, activelab_ensemble) need the CV fold "
-            "models; drop them from --strategies"
+            "--out-of-sample in_sample: the ensemble strategies (disagreement, activelab_ensemble) need the "
+            "cross-fitted heads or the CV fold models; drop them from --strategies"
         )
     return args
 
@@ -114,7 +136,8 @@ def protocol(args: argparse.Namespace) -> dict[str, Any]:
         "acquisitions": args.rounds - 1,
         "query_size": args.query_size,
         "seeds": args.seeds,
-        "pred_probs": "in-sample" if args.in_sample else f"{args.cv_folds}-fold CV",
+        "pred_probs": f"{args.cv_folds}-fold CV" if args.cv_folds else args.out_of_sample,
+        "setup_seed": args.setup_seed,
         "temperature_objective": args.temperature_objective,
         "consensus": args.consensus,
         "model": {
@@ -128,7 +151,7 @@ def protocol(args: argparse.Namespace) -> dict[str, Any]:
             "features": "standardized",
         },
         "data": (
-            "make_paper_setup(seed=123, standardize=True"
+            f"make_paper_setup(seed={args.setup_seed}, standardize=True"
             + (", completely_labeled=True)" if args.variant == "completely_labeled" else ")")
         ),
         "quick": bool(args.quick),
@@ -145,7 +168,7 @@ def run_one(args: argparse.Namespace, strategy: str, seed: int) -> dict[str, Any
 
     torch.set_num_threads(1)
     setup = make_paper_setup(
-        seed=123, standardize=True, completely_labeled=args.variant == "completely_labeled"
+        seed=args.setup_seed, standardize=True, completely_labeled=args.variant == "completely_labeled"
     )
     store = AnnotationStore(":memory:", num_examples=len(setup.dataset), class_names=setup.class_names)
     dm = ActiveDataModule(
@@ -167,6 +190,7 @@ def run_one(args: argparse.Namespace, strategy: str, seed: int) -> dict[str, Any
         temperature_objective=args.temperature_objective,
         true_labels=setup.true_labels,
         reporter=None,
+        out_of_sample=args.out_of_sample,
     )
 
     def model() -> MLPClassifier:
@@ -184,7 +208,7 @@ def run_one(args: argparse.Namespace, strategy: str, seed: int) -> dict[str, Any
         dm,
         callback,
         rounds=args.rounds,
-        cv_folds=None if args.in_sample else args.cv_folds,
+        cv_folds=args.cv_folds or None,
         seed=seed,
         trainer_kwargs={"max_epochs": args.epochs, "accelerator": "cpu", "devices": 1},
     )

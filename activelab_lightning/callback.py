@@ -87,7 +87,6 @@ _MAX_REPORTED_UNLABELED_SCORES = 100_000
 _REPORTED_DIAGNOSTICS = (
     "temperature",
     "crossfit_l2",
-    "crossfit_sharpness",
     "crossfit_oof_nll",
     "agreement_in_sample",
     "agreement_out_of_fold",
@@ -131,8 +130,10 @@ class ActiveLabCallback(pl.Callback):
         query_size: Label requests per acquisition (new labels and re-labels together). Clamped,
             with a warning, to the number of candidates.
         strategy: Name of a registered strategy (see
-            :func:`~activelab_lightning.selection.available_strategies`): ``"activelab"`` (default),
-            ``"activelab_ensemble"``, ``"random"``, ``"good_random"``, ``"entropy"``,
+            :func:`~activelab_lightning.selection.available_strategies`): ``"activelab_ensemble"``
+            (default: ActiveLab with the cross-fitted heads as its ensemble, at no extra cost; it
+            falls back to single-model ``"activelab"``, with a warning, in a round without heads or
+            ensemble members), ``"activelab"``, ``"random"``, ``"good_random"``, ``"entropy"``,
             ``"least_confidence"``, ``"margin"``, ``"disagreement"``.
         every_n_epochs: ``None`` (round mode: acquire once in ``on_train_end``) or ``N`` (continuous
             mode: acquire after every ``N``-th epoch; needs ``reload_dataloaders_every_n_epochs=1``).
@@ -183,7 +184,7 @@ class ActiveLabCallback(pl.Callback):
         self,
         oracle: Any,
         query_size: int,
-        strategy: str = "activelab",
+        strategy: str = "activelab_ensemble",
         *,
         every_n_epochs: int | None = None,
         seed: int = 0,
@@ -267,6 +268,7 @@ class ActiveLabCallback(pl.Callback):
         self.history: list[dict[str, Any]] = []
         self._warned: set[str] = set()
         self._oos_diagnostics: dict[str, float] = {}
+        self._round_strategy: Strategy | None = None
         self.last_summary: RoundSummary | None = None
         self._next_round = 0
         self._memory_state: dict[int, dict[str, Any]] = {}
@@ -392,6 +394,7 @@ class ActiveLabCallback(pl.Callback):
         """
         started = time.perf_counter()
         self._oos_diagnostics = {}
+        self._round_strategy: Strategy | None = None
         injected, self._injected = self._injected, {}
         labeled_pred_probs = (
             labeled_pred_probs if labeled_pred_probs is not None else injected.get("labeled_pred_probs")
@@ -431,6 +434,7 @@ class ActiveLabCallback(pl.Callback):
                 if trainer.world_size <= 1 or not trainer.is_global_zero:
                     raise
                 select_error = exc  # the other ranks wait in the broadcast below: tell them
+            strategy = self._round_strategy or strategy  # a fallback chosen during selection
             diagnostics = (
                 {**strategy.diagnostics(), **self._oos_diagnostics}
                 if trainer.is_global_zero and select_error is None
@@ -498,6 +502,15 @@ class ActiveLabCallback(pl.Callback):
             oos = self._crossfit(trainer, pl_module, datamodule, labeled_ids, r)
             if self.out_of_sample == "crossfit" and "heads" in oos:
                 heads, head_layer = oos["heads"], oos["layer"]
+        if strategy.input == "ensemble" and not members and heads is None and strategy.name == "activelab_ensemble":
+            self._warn_once(
+                f"ensemble-fallback-{r}" if r == 0 else "ensemble-fallback",
+                f"ActiveLabCallback(strategy='activelab_ensemble'): round {r} has no ensemble members and no "
+                f"cross-fitted heads ({oos.get('skipped', 'the labeled pool was given as probabilities')}); "
+                f"scoring with single-model 'activelab' this round.",
+            )
+            strategy = get_strategy("activelab")
+            self._round_strategy = strategy
         if strategy.input == "ensemble" and not members and heads is None:
             raise ValueError(
                 f"strategy={self.strategy!r} scores with an ensemble of models, but no ensemble members were "
@@ -727,6 +740,8 @@ class ActiveLabCallback(pl.Callback):
                     f"the model trained on). Pass feature_layer=<name of the classifier layer> to fix it.",
                 )
             return {"skipped": "the model has no nn.Linear layer"}
+        if self.out_of_sample == "in_sample" and "in-sample" in self._warned:
+            return {"skipped": "in-sample mode, the guard has warned already"}
         targets = torch.as_tensor(datamodule.consensus_labels, dtype=torch.int64)
         n = int(labeled_ids.numel())
         if n < 2 * folds or torch.unique(targets).numel() < 2:
@@ -746,9 +761,11 @@ class ActiveLabCallback(pl.Callback):
         _check_probabilities(model_probs[: min(n, 4096)], source, pl_module)
         features = out[:, k:]
         seed = round_seed(self.seed, r)
+        # in-sample mode only measures (the guard): one L2 strength and a short solve are enough
+        cheap = {"l2_grid": (1e-2,), "max_iter": 10} if self.out_of_sample == "in_sample" else {}
         heads: CrossFitHeads = self._on_rank_zero(
             trainer,
-            lambda: fit_crossfit_heads(features, targets, num_classes=k, folds=folds, seed=seed),
+            lambda: fit_crossfit_heads(features, targets, num_classes=k, folds=folds, seed=seed, **cheap),
         )
         agree_model = float((model_probs.argmax(1) == targets).double().mean())
         agree_oof = float((heads.oof_probs.argmax(1) == targets).double().mean())
@@ -758,7 +775,6 @@ class ActiveLabCallback(pl.Callback):
             "heads": heads,
             "layer": layer,
             "crossfit_l2": heads.l2,
-            "crossfit_sharpness": heads.sharpness,
             "crossfit_oof_nll": heads.oof_nll[heads.l2],
             "agreement_in_sample": agree_model,
             "agreement_out_of_fold": agree_oof,

@@ -10,12 +10,10 @@ most of it at the cost of one inference pass plus a few linear solves:
    last** ``nn.Linear`` (its penultimate features, ``(n, d)``), in the same pass that computes the
    model's own probabilities (no second pass);
 2. the labeled rows are dealt into ``K`` stratified, seeded folds of their consensus targets;
-3. ``K`` linear heads are fitted on the z-scored features of ``K - 1`` folds; each predicts its
-   held-out fold. A head is a ridge regression of the one-hot targets (closed form, every L2
-   strength from one eigendecomposition per fold, float64) whose scores go through a softmax; the
-   L2 strength and the softmax sharpness (two scalars shared by all heads) are the pair with the
-   lowest **out-of-fold** negative log-likelihood, so an over-confident head cannot win its own
-   selection;
+3. ``K`` multinomial logistic heads (float64, L2 on the weights, L-BFGS, one solve per head) are
+   fitted on the z-scored features of ``K - 1`` folds; each predicts its held-out fold. The L2
+   strength is chosen from a small grid by the **out-of-fold** negative log-likelihood, so an
+   over-confident head cannot win its own selection;
 4. the out-of-fold probabilities replace the in-sample ones for scoring and for the CROWDLAB
    consensus; the ``K`` heads double as the ensemble of ``activelab_ensemble`` / ``disagreement``
    (one trunk pass over the unlabeled pool feeds all heads).
@@ -62,8 +60,8 @@ __all__ = [
 #: What ``ActiveLabCallback(out_of_sample=...)`` accepts.
 OUT_OF_SAMPLE_METHODS: tuple[str, ...] = ("crossfit", "in_sample")
 
-#: Ridge strengths tried per round, relative to the mean eigenvalue of each fold's feature Gram matrix.
-DEFAULT_L2_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+#: L2 strengths tried per round (per-row mean cross-entropy + ``l2 / 2 * ||W||^2``, z-scored features).
+DEFAULT_L2_GRID: tuple[float, ...] = (1.0, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
 
 
 def stratified_folds(labels: Tensor, k: int, *, seed: int) -> Tensor:
@@ -166,16 +164,15 @@ class CrossFitHeads:
     projection``.
 
     Attributes:
-        weight: ``(P, r + 1, K)`` float64 (the sharpness folded in; the last row is the bias).
+        weight: ``(P, r + 1, K)`` float64 (the last row is the bias).
         mean: ``(d,)`` feature means used for z-scoring.
         scale: ``(d,)`` feature scales used for z-scoring.
         projection: ``(d, r)`` orthonormal projection on the top principal directions (identity when
             ``d <= max_dim``).
         folds: ``(n,)`` fold (= head that did not see it) of each training row.
         oof_probs: ``(n, K)`` float64 out-of-fold probabilities of the training rows.
-        l2: The chosen ridge strength (relative to the mean eigenvalue of the features' Gram matrix).
-        sharpness: The chosen softmax scale of the ridge scores.
-        oof_nll: ``{l2: out-of-fold mean NLL of the targets at its best sharpness}`` over the grid.
+        l2: The chosen L2 strength.
+        oof_nll: ``{l2: out-of-fold mean NLL of the targets}`` over the grid.
     """
 
     weight: Tensor
@@ -185,7 +182,6 @@ class CrossFitHeads:
     folds: Tensor
     oof_probs: Tensor
     l2: float
-    sharpness: float
     oof_nll: dict[float, float]
 
     @property
@@ -225,40 +221,31 @@ def _principal_directions(z: Tensor, max_dim: int, seed: int) -> Tensor:
     return v
 
 
-def _nll(scores: Tensor, targets: Tensor, sharpness: float) -> float:
-    logp = torch.log_softmax(sharpness * scores, dim=-1)
-    return float(-logp.gather(1, targets.view(-1, 1)).mean())
+def _solve(a: Tensor, onehot: Tensor, weight: Tensor, l2: float, w0: Tensor, max_iter: int) -> Tensor:
+    """Minimise ``sum_i weight_i CE(a_i W, y_i) + l2/2 ||W[:-1]||²`` (``weight`` sums to 1) by L-BFGS.
 
-
-def _fit_sharpness(scores: Tensor, targets: Tensor, *, steps: int = 30) -> tuple[float, float]:
-    """The ``s > 0`` minimising the mean NLL of ``softmax(s * scores)`` and that NLL.
-
-    The NLL is convex in ``s`` (log-sum-exp of linear functions), so a damped Newton iteration on
-    ``s`` (gradient ``mean(E_p[score] - score_y)``, curvature ``mean(Var_p[score])``) converges in
-    a few ``O(nK)`` steps.
+    One head at a time (a head's optimisation path never depends on another fold's rows). The
+    gradient is written out (``a^T (softmax(aW) - Y)``): no autograd graph per evaluation.
     """
-    picked = scores.gather(1, targets.view(-1, 1)).squeeze(1)
-    s, value = 1.0, _nll(scores, targets, 1.0)
-    for _ in range(steps):
-        p = torch.softmax(s * scores, dim=-1)
-        expected = (p * scores).sum(1)
-        grad = float((expected - picked).mean())
-        curv = float(((p * scores * scores).sum(1) - expected * expected).mean())
-        if abs(grad) < 1e-9:
-            break
-        step = -grad / curv if curv > 1e-12 else -grad * s
-        new = min(max(s + step, s / 4, 1e-3), s * 4, 1e4)
-        new_value = _nll(scores, targets, new)
-        while new_value > value and abs(new - s) > 1e-9 * s:  # backtrack (rare: the NLL is convex)
-            new = (new + s) / 2
-            new_value = _nll(scores, targets, new)
-        if new_value > value:
-            break
-        converged = abs(new - s) <= 1e-6 * s
-        s, value = new, new_value
-        if converged:
-            break
-    return s, value
+    w = w0.clone()
+    w.grad = torch.zeros_like(w)
+    opt = torch.optim.LBFGS(
+        [w], lr=1.0, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10,
+        history_size=20, line_search_fn="strong_wolfe",
+    )
+    penalty = torch.ones_like(w)
+    penalty[-1] = 0.0  # no L2 on the bias row
+    weighted_a = a * weight.unsqueeze(1)
+
+    def closure() -> Tensor:
+        logp = torch.log_softmax(a @ w, dim=-1)
+        loss = -(weight * (logp * onehot).sum(1)).sum() + 0.5 * l2 * (penalty * w * w).sum()
+        w.grad = weighted_a.T @ (logp.exp() - onehot) + l2 * penalty * w
+        return loss
+
+    with torch.no_grad():
+        opt.step(closure)
+    return w.detach()
 
 
 def fit_crossfit_heads(
@@ -269,28 +256,27 @@ def fit_crossfit_heads(
     folds: int = 5,
     seed: int = 0,
     l2_grid: Sequence[float] = DEFAULT_L2_GRID,
-    sharpness: float | None = None,
+    max_iter: int = 25,
     max_dim: int = 256,
     fold_ids: Tensor | None = None,
 ) -> CrossFitHeads:
     """Fit ``folds`` linear heads on the other folds' features; out-of-fold probabilities for every row.
 
-    Each head is a ridge regression of the one-hot targets on the z-scored features (projected on
-    their top ``max_dim`` principal directions when wider), solved in closed form for every L2
-    strength at once from one eigendecomposition per fold, and turned into probabilities by a
-    softmax of its scores times a sharpness. The L2 strength and the sharpness (two scalars for
-    all heads) are the pair with the lowest **out-of-fold** NLL, so over-confidence cannot win.
-    Cost: ``O(n d r + n r² + P r³ + n K |grid|)``, no iterative solver.
+    Each head is a multinomial logistic regression (float64, L2 on the weights, L-BFGS with the
+    gradient written out) of the targets on the z-scored features, projected on their top
+    ``max_dim`` principal directions when wider (label-free). The L2 strengths are tried from strong
+    to weak, each warm-started from the previous solution; the one whose **out-of-fold** NLL is
+    lowest is kept, so an over-confident head cannot win its own selection.
 
     Args:
-        features: ``(n, d)`` penultimate features of the labeled rows (any float dtype, CPU or GPU).
+        features: ``(n, d)`` penultimate features of the labeled rows (any float dtype, CPU or GPU;
+            the heads are fitted on that device).
         targets: ``(n,)`` integer consensus targets in ``[0, num_classes)``.
         num_classes: ``K``.
         folds: Number of folds / heads ``P`` (>= 2).
         seed: Seeds the stratified fold assignment (and the randomized PCA when ``d > max_dim``).
-        l2_grid: Ridge strengths to try, relative to the mean eigenvalue of each fold's Gram matrix.
-        sharpness: A fixed softmax scale of the ridge scores; default (None): the one minimising the
-            out-of-fold NLL (a convex 1-D problem, Newton's method).
+        l2_grid: L2 strengths to try (per-row mean cross-entropy + ``l2 / 2 * ||W||²``).
+        max_iter: L-BFGS iterations per head and grid point.
         max_dim: Project wider features on this many principal directions first.
         fold_ids: ``(n,)`` fold of each row in ``[0, folds)``, instead of the seeded stratified deal.
 
@@ -298,7 +284,7 @@ def fit_crossfit_heads(
         A :class:`CrossFitHeads`.
 
     Raises:
-        ValueError: Bad shapes, ``folds < 2``, fewer rows than folds, empty grids, or non-finite features.
+        ValueError: Bad shapes, ``folds < 2``, fewer rows than folds, an empty grid, or non-finite features.
     """
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"fit_crossfit_heads(folds={folds!r}): must be an int >= 2.")
@@ -313,8 +299,6 @@ def fit_crossfit_heads(
         raise ValueError(f"fit_crossfit_heads: {n} rows cannot be split into folds={folds}.")
     if not l2_grid:
         raise ValueError("fit_crossfit_heads(l2_grid=()): give at least one L2 strength.")
-    if sharpness is not None and not sharpness > 0:
-        raise ValueError(f"fit_crossfit_heads(sharpness={sharpness!r}): must be > 0 (or None to fit it).")
     x = features.detach().to(torch.float64)
     if not bool(torch.isfinite(x).all()):
         raise ValueError("fit_crossfit_heads: the features contain NaN/inf (the model may have diverged).")
@@ -331,53 +315,34 @@ def fit_crossfit_heads(
     scale = x.std(0, correction=0).clamp_min(1e-6)
     z = (x - mean) / scale
     projection = _principal_directions(z, max_dim, seed)
-    z = z @ projection  # (n, r)
-    y = torch.nn.functional.one_hot(targets, num_classes).to(torch.float64)
-    # per-fold sufficient statistics from the fold sums: train stats = total - fold
-    onehot_fold = torch.nn.functional.one_hot(fold, folds).to(torch.float64)  # (n, P)
-    count = n - onehot_fold.sum(0)  # (P,) training rows of each head
-    sum_z = z.sum(0) - onehot_fold.T @ z  # (P, r)
-    sum_y = y.sum(0) - onehot_fold.T @ y  # (P, K)
+    a = _design(x, mean, scale, projection)  # (n, r + 1)
+    onehot = torch.nn.functional.one_hot(targets, num_classes).to(torch.float64)
+    train = (fold.unsqueeze(0) != torch.arange(folds, device=dev).unsqueeze(1)).to(torch.float64)
+    train = train / train.sum(1, keepdim=True).clamp_min(1.0)  # (P, n): each head's mean over its rows
     members = [torch.nonzero(fold == p).flatten() for p in range(folds)]
-    gram_fold = torch.stack([z[m].T @ z[m] for m in members])  # (P, r, r)
-    cross_fold = torch.stack([z[m].T @ y[m] for m in members])  # (P, r, K)
-    mu = sum_z / count.clamp_min(1).unsqueeze(1)
-    ybar = sum_y / count.clamp_min(1).unsqueeze(1)
-    gram = (z.T @ z) - gram_fold - count.view(-1, 1, 1) * mu.unsqueeze(2) * mu.unsqueeze(1)
-    cross = (z.T @ y) - cross_fold - count.view(-1, 1, 1) * mu.unsqueeze(2) * ybar.unsqueeze(1)
-    evals, evecs = torch.linalg.eigh(gram)  # (P, r), (P, r, r)
-    evals = evals.clamp_min(0.0)
-    level = evals.mean(1, keepdim=True).clamp_min(1e-12)  # (P, 1)
-    rotated = evecs.transpose(1, 2) @ cross  # (P, r, K)
-    a = torch.cat([z, torch.ones(n, 1, dtype=z.dtype, device=dev)], dim=1)
-    best: tuple[float, float, float, Tensor, Tensor] | None = None
-    scores_by_l2: dict[float, float] = {}
-    for l2 in sorted(float(v) for v in l2_grid):
-        coef = evecs @ (rotated / (evals + l2 * level).unsqueeze(2))  # (P, r, K)
-        bias = ybar - (mu.unsqueeze(1) @ coef).squeeze(1)  # (P, K)
-        weight = torch.cat([coef, bias.unsqueeze(1)], dim=1)  # (P, r + 1, K)
-        oof_scores = torch.empty(n, num_classes, dtype=torch.float64, device=dev)
+    w = torch.zeros(folds, a.shape[1], num_classes, dtype=torch.float64, device=dev)
+    best: tuple[float, float, Tensor, Tensor] | None = None
+    scores: dict[float, float] = {}
+    for l2 in sorted((float(v) for v in l2_grid), reverse=True):  # strong → weak, warm-started
+        w = torch.stack([_solve(a, onehot, train[p], l2, w[p], max_iter) for p in range(folds)])
+        oof = torch.empty(n, num_classes, dtype=torch.float64, device=dev)
         for p, held in enumerate(members):  # each row by its held-out head
-            oof_scores[held] = a[held] @ weight[p]
-        if sharpness is None:
-            sharp, nll = _fit_sharpness(oof_scores, targets)
-        else:
-            sharp, nll = float(sharpness), _nll(oof_scores, targets, float(sharpness))
-        scores_by_l2[l2] = nll
+            oof[held] = torch.softmax(a[held] @ w[p], dim=-1)
+        nll = float(-(oof.gather(1, targets.view(-1, 1)).clamp_min(1e-300).log()).mean())
+        scores[l2] = nll
         if best is None or nll < best[1] - 1e-12:
-            best = (l2, nll, sharp, weight, oof_scores)
+            best = (l2, nll, w.clone(), oof)
     assert best is not None
-    l2, _, sharp, weight, oof_scores = best
+    l2, _, w, oof = best
     return CrossFitHeads(
-        weight=(weight * sharp).cpu(),
+        weight=w.cpu(),
         mean=mean.cpu(),
         scale=scale.cpu(),
         projection=projection.cpu(),
         folds=fold.cpu(),
-        oof_probs=torch.softmax(sharp * oof_scores, dim=-1).cpu(),
+        oof_probs=oof.cpu(),
         l2=l2,
-        sharpness=sharp,
-        oof_nll=scores_by_l2,
+        oof_nll=scores,
     )
 
 

@@ -123,7 +123,7 @@ def test_crossfit_default_scores_the_labeled_pool_with_out_of_fold_head_predicti
     targets = dm.consensus_labels.clone()
     labels, _ = store.label_matrix(labeled)
     model = TinyMLP(D, K, lr=0.0)  # fixed weights: features and heads can be recomputed by hand
-    callback = quiet(oracle=oracle, query_size=12, seed=3, crossfit_unlabeled=unlabeled_from)
+    callback = quiet(oracle=oracle, query_size=12, seed=3, crossfit_unlabeled=unlabeled_from, strategy="activelab")
     assert callback.out_of_sample == "crossfit"
     fit(callback, dm, model=model, max_epochs=1)
     layer = find_head(model)
@@ -177,9 +177,13 @@ def test_crossfit_falls_back_to_in_sample_with_a_warning_for_models_without_a_li
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     callback = quiet(oracle=oracle, query_size=5)
-    with pytest.warns(UserWarning, match="no nn.Linear"):
+    assert callback.strategy == "activelab_ensemble"  # the default
+    with pytest.warns(UserWarning, match="no nn.Linear") as seen:
         fit(callback, dm, model=NoLinear(), max_epochs=1)
     assert len(store.requests(0)) == 5
+    # without heads the default ensemble strategy falls back to single-model ActiveLab (and says so)
+    assert any("single-model 'activelab'" in str(w.message) for w in seen)
+    assert "temperature" in callback.history[-1]
 
 
 @pytest.mark.parametrize(
@@ -216,9 +220,15 @@ def test_every_single_model_strategy_runs_a_round(strategy):
 def test_ensemble_strategies_take_ensemble_members(strategy):
     _, _, store, oracle, dm = make_setup()
     callback = quiet(oracle=oracle, query_size=6, strategy=strategy, out_of_sample="in_sample")
-    with pytest.raises(ValueError, match="no ensemble members.*cv_folds"):
-        fit(callback, dm, max_epochs=1)
-    assert store.rounds() == []
+    if strategy == "disagreement":  # no single-model version: a clear error before anything is asked
+        with pytest.raises(ValueError, match="no ensemble members.*cv_folds"):
+            fit(callback, dm, max_epochs=1)
+        assert store.rounds() == []
+    else:  # activelab_ensemble falls back to single-model ActiveLab for the round, with a warning
+        with pytest.warns(UserWarning, match="single-model 'activelab' this round"):
+            fit(callback, dm, max_epochs=1)
+        assert store.round_record(0).status == "completed"
+        callback = quiet(oracle=oracle, query_size=6, strategy=strategy, out_of_sample="in_sample")
     members = []
     for seed in (1, 2, 3):
         torch.manual_seed(seed)

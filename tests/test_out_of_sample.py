@@ -34,23 +34,13 @@ def test_a_rows_label_never_reaches_its_own_out_of_fold_prediction():
     in_two = folds == 2
     y2 = y.clone()
     y2[in_two] = (y2[in_two] + 1) % 3  # every label of fold 2 changed
-    # with the two shared hyperparameters fixed (they are chosen on all out-of-fold rows together)
-    a = fit_crossfit_heads(x, y, num_classes=3, folds=5, l2_grid=(1e-2,), sharpness=5.0, fold_ids=folds)
-    b = fit_crossfit_heads(x, y2, num_classes=3, folds=5, l2_grid=(1e-2,), sharpness=5.0, fold_ids=folds)
-    torch.testing.assert_close(a.weight[2], b.weight[2], atol=1e-10, rtol=0)  # head 2 never saw fold 2
-    torch.testing.assert_close(a.oof_probs[in_two], b.oof_probs[in_two], atol=1e-10, rtol=0)
+    # with the shared L2 strength fixed (it is chosen on all out-of-fold rows together)
+    a = fit_crossfit_heads(x, y, num_classes=3, folds=5, l2_grid=(1e-2,), fold_ids=folds)
+    b = fit_crossfit_heads(x, y2, num_classes=3, folds=5, l2_grid=(1e-2,), fold_ids=folds)
+    torch.testing.assert_close(a.weight[2], b.weight[2], atol=0, rtol=0)  # head 2 never saw fold 2
+    torch.testing.assert_close(a.oof_probs[in_two], b.oof_probs[in_two], atol=0, rtol=0)
     assert not torch.allclose(a.weight[0], b.weight[0], atol=1e-3)  # the other heads did see them
     assert torch.equal(a.folds, folds)
-
-
-def test_sharpness_minimises_the_out_of_fold_nll():
-    x, _, y = blobs(200, 5, 3, seed=4, noise=0.15)
-    heads = fit_crossfit_heads(x, y, num_classes=3, folds=5, seed=0)
-    best = heads.oof_nll[heads.l2]
-    for factor in (0.8, 1.25):  # a convex 1-D problem: both neighbours are worse
-        other = fit_crossfit_heads(x, y, num_classes=3, folds=5, seed=0, l2_grid=(heads.l2,),
-                                   sharpness=heads.sharpness * factor)
-        assert other.oof_nll[heads.l2] > best
 
 
 def test_wide_features_are_projected_on_their_principal_directions():
@@ -87,7 +77,17 @@ def test_heads_do_not_memorise_pure_noise_labels():
     assert oof_acc < 0.45  # chance is 1/3; an in-sample fit of 63 parameters per class would do far better
     # the held-out NLL prefers near-uniform probabilities: no more confident than chance allows
     assert float(heads.oof_probs.max(1).values.mean()) < 0.45
-    assert heads.oof_nll[heads.l2] < 1.0001 * torch.log(torch.tensor(3.0)).item()
+    assert heads.oof_nll[heads.l2] < 1.02 * torch.log(torch.tensor(3.0)).item()  # ~ uniform (+ intercept noise)
+
+
+def test_the_weakest_l2_cannot_win_by_overfitting():
+    # few rows, many features: the unregularised end of the grid memorises; out-of-fold NLL refuses it
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 3, (60,), generator=g)
+    x = torch.randn(60, 50, generator=g)
+    x[:, 0] += 1.5 * y.float()
+    heads = fit_crossfit_heads(x, y, num_classes=3, folds=5, seed=0, l2_grid=(1.0, 1e-1, 1e-2, 1e-4))
+    assert heads.l2 > 1e-4 and heads.oof_nll[1e-4] > heads.oof_nll[heads.l2]
 
 
 def test_l2_is_chosen_by_out_of_fold_nll_and_clean_data_is_fitted_well():
@@ -140,7 +140,6 @@ def test_property_out_of_fold_probabilities_are_valid_and_deterministic(n, d, k,
     [
         ({"folds": 1}, "folds=1"),
         ({"l2_grid": ()}, "l2_grid"),
-        ({"sharpness": 0.0}, "sharpness=0.0"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, match):

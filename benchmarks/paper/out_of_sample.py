@@ -7,7 +7,9 @@ calibration of the labeled-pool probabilities that scored the round (ECE, NLL an
 the true labels), plus the wall time of each round. Options:
 
 * ``in_sample``: the trained model predicts its own training rows (the old default);
-* ``crossfit``: cross-fitted linear heads on the model's penultimate features (the new default);
+* ``crossfit``: cross-fitted linear heads on the model's penultimate features, the heads' mean scoring
+  the unlabeled pool (the new default);
+* ``crossfit_model``: the same heads for the labeled pool, the trained model for the unlabeled pool;
 * ``cv5``: the loop's 5-fold reference (5 extra fits per round).
 
 Settings were chosen on ``--setup-seed 7`` (not the paper benchmark's data, setup seed 123).
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 
-OPTIONS = ("in_sample", "crossfit", "cv5")
+OPTIONS = ("in_sample", "crossfit", "crossfit_model", "cv5")
 MODELS = {
     # the quickstart's MLP and the paper benchmark's MLP
     "quickstart": {"hidden": [64, 64], "dropout": 0.1, "epochs": 20, "batch_size": 64, "weight_decay": 0.0},
@@ -70,7 +72,9 @@ def run_one(args: argparse.Namespace, option: str, seed: int) -> dict[str, Any]:
     from activelab_lightning.models import MLPClassifier
 
     torch.set_num_threads(1)
-    hp = MODELS[args.model]
+    hp = dict(MODELS[args.model])
+    if args.weight_decay is not None:
+        hp["weight_decay"] = args.weight_decay
     setup = make_paper_setup(seed=args.setup_seed, standardize=True)
     store = AnnotationStore(":memory:", num_examples=len(setup.dataset), class_names=setup.class_names)
     dm = ActiveDataModule(
@@ -82,6 +86,7 @@ def run_one(args: argparse.Namespace, option: str, seed: int) -> dict[str, Any]:
         setup.make_oracle(seed), query_size=args.query_size, strategy=args.strategy, seed=seed,
         true_labels=setup.true_labels, reporter=None,
         out_of_sample="in_sample" if option in ("in_sample", "cv5") else "crossfit",
+        crossfit_unlabeled="model" if option == "crossfit_model" else "heads",
     )
 
     def model() -> MLPClassifier:
@@ -124,7 +129,7 @@ def run_one(args: argparse.Namespace, option: str, seed: int) -> dict[str, Any]:
     trainer.fit(final, datamodule=dm)
     plain_fit = time.perf_counter() - t0
     final_acc = float(trainer.test(final, datamodule=dm, verbose=False)[0]["test/acc"])
-    return {"option": option, "seed": seed, "model": args.model, "setup_seed": args.setup_seed,
+    return {"option": option, "seed": seed, "model": args.model, "hp": hp, "setup_seed": args.setup_seed,
             "strategy": args.strategy, "rows": rows, "final_model_acc": final_acc,
             "plain_fit_seconds": plain_fit, "seconds": time.perf_counter() - started}
 
@@ -141,6 +146,71 @@ def _worker(job: tuple[argparse.Namespace, str, int]) -> str:
             f"| {result['seconds']:.0f} s")
 
 
+_PER_ROUND = (
+    ("consensus_acc", "consensus accuracy", ".3f"),
+    ("model_acc", "model test accuracy (model trained before the round's acquisition)", ".3f"),
+    ("temperature", "ActiveLab temperature", ".2f"),
+    ("model_weight", "CROWDLAB model weight", ".3f"),
+    ("mean_annotator_weight", "CROWDLAB mean annotator weight", ".3f"),
+    ("labeled_ece", "labeled-pool pred_probs: ECE vs true labels", ".3f"),
+    ("labeled_nll", "labeled-pool pred_probs: NLL vs true labels", ".3f"),
+    ("num_new", "new examples among the requests", ".0f"),
+    ("seconds", "wall seconds per round (fit + acquisition)", ".2f"),
+)
+
+
+def _mean(values: list[Any]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def write_report(out: Path) -> str:
+    """Aggregate ``<out>/runs/*.json`` into ``results.json`` and ``results.md`` (per option, per round)."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((out / "runs").glob("*.json")):
+        run = json.loads(path.read_text())
+        runs.setdefault(run["option"], []).append(run)
+    summary: dict[str, Any] = {}
+    lines = ["# Out-of-sample options: accuracy, calibration and cost per round", ""]
+    head = next(iter(runs.values()))[0]
+    lines += [
+        f"Setup seed {head['setup_seed']}, model `{head['model']}` {head.get('hp', '')}, strategy "
+        f"`{head['strategy']}`; mean over seeds {sorted({r['seed'] for rs in runs.values() for r in rs})}. "
+        "`plain fit` = one `Trainer.fit` + test on the final consensus, in the same process.",
+        "",
+        "| option | seeds | consensus AUC | model AUC | final model acc | mean labeled ECE | mean labeled NLL | "
+        "s / round | plain fit s | round / plain fit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for option in [o for o in OPTIONS if o in runs]:
+        rs = runs[option]
+        per = {key: [_mean([r["rows"][i + 1].get(key) for r in rs]) for i in range(len(rs[0]["rows"]) - 1)]
+               for key, _, _ in _PER_ROUND}
+        auc_c = _mean([_mean([row["consensus_acc"] for row in r["rows"][1:]]) for r in rs])
+        auc_m = _mean([_mean([row["model_acc"] for row in r["rows"][1:]]) for r in rs])
+        final = _mean([r["final_model_acc"] for r in rs])
+        sec = _mean(per["seconds"])
+        fit = _mean([r["plain_fit_seconds"] for r in rs])
+        summary[option] = {"consensus_auc": auc_c, "model_auc": auc_m, "final_model_acc": final,
+                           "seconds_per_round": sec, "plain_fit_seconds": fit, "per_round": per,
+                           "seeds": [r["seed"] for r in rs]}
+        lines.append(
+            f"| {option} | {len(rs)} | {auc_c:.4f} | {auc_m:.4f} | {final:.4f} | {_mean(per['labeled_ece']):.3f} | "
+            f"{_mean(per['labeled_nll']):.3f} | {sec:.2f} | {fit:.2f} | {sec / fit:.2f} |"
+        )
+    for key, title, spec in _PER_ROUND:
+        lines += ["", f"### {title}", ""]
+        n = max(len(v["per_round"][key]) for v in summary.values())
+        lines.append("| option | " + " | ".join(f"r{i}" for i in range(n)) + " |")
+        lines.append("|---|" + "---|" * n)
+        for option, v in summary.items():
+            cells = ["–" if x is None else format(x, spec) for x in v["per_round"][key]]
+            lines.append(f"| {option} | " + " | ".join(cells) + " |")
+    (out / "results.json").write_text(json.dumps(summary, indent=1))
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines[:8 + len(summary)])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--options", nargs="+", default=list(OPTIONS), choices=OPTIONS)
@@ -148,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--setup-seed", type=int, default=7)
     p.add_argument("--model", choices=sorted(MODELS), default="quickstart")
     p.add_argument("--strategy", default="activelab")
+    p.add_argument("--weight-decay", type=float, default=None, help="override the model's weight decay")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--query-size", type=int, default=100)
     p.add_argument("--jobs", type=int, default=2)
@@ -157,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(args, o, s) for s in args.seeds for o in args.options
             if not (args.out / "runs" / f"{o}-s{s}.json").exists()]
     wall = common.drive(_worker, jobs, processes=args.jobs)
-    print(f"wall {wall:.0f} s")
+    print(write_report(args.out))
+    print(f"wall {wall:.0f} s; wrote {args.out}/results.json and results.md")
     return 0
 
 

@@ -39,7 +39,7 @@ def main() -> None:
     parts = WallRobotExperiment(standardize=True).build(store_path=out / "labels.sqlite", seed=args.seed)
     model = MLPClassifier(input_dim=4, num_classes=parts.num_classes, hidden_dims=(64, 64), lr=1e-2)
     reporter = Reporter(round_log_path(out / "labels.sqlite"))  # round log + console table
-    callback = ActiveLabCallback(parts.oracle, query_size=args.query_size, strategy="activelab",
+    callback = ActiveLabCallback(parts.oracle, query_size=args.query_size, strategy="activelab_ensemble",
                                  seed=args.seed, true_labels=parts.true_labels, reporter=reporter)
     loggers = [CSVLogger(str(out), name="csv")]
     if not args.no_wandb:

@@ -174,12 +174,16 @@ def write_report(out: Path) -> str:
     lines = ["# Out-of-sample options: accuracy, calibration and cost per round", ""]
     head = next(iter(runs.values()))[0]
     lines += [
-        f"Setup seed {head['setup_seed']}, model `{head['model']}` {head.get('hp', '')}, strategy "
-        f"`{head['strategy']}`; mean over seeds {sorted({r['seed'] for rs in runs.values() for r in rs})}. "
-        "`plain fit` = one `Trainer.fit` + test on the final consensus, in the same process.",
+        (
+            f"Setup seed {head['setup_seed']}, model `{head['model']}` {head.get('hp', '')}, strategy "
+            f"`{head['strategy']}`; mean over seeds {sorted({r['seed'] for rs in runs.values() for r in rs})}. "
+            "`plain fit` = one `Trainer.fit` + test on the final consensus, in the same process."
+        ),
         "",
-        "| option | seeds | consensus AUC | model AUC | final model acc | mean labeled ECE | mean labeled NLL | "
-        "s / round | plain fit s | round / plain fit |",
+        (
+            "| option | seeds | consensus AUC | model AUC | final model acc | mean labeled ECE | mean labeled NLL | "
+            "s / round | plain fit s | round / plain fit |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for option in [o for o in OPTIONS if o in runs]:

@@ -60,6 +60,7 @@ from activelab_lightning.out_of_sample import (
 )
 from activelab_lightning.predictions import (
     _check_probabilities,
+    _module_device,
     _resolve_predict_fn,
     collect_predictions,
     iter_predictions,
@@ -763,9 +764,12 @@ class ActiveLabCallback(pl.Callback):
         seed = round_seed(self.seed, r)
         # in-sample mode only measures (the guard): one L2 strength and a short solve are enough
         cheap = {"l2_grid": (1e-2,), "max_iter": 10} if self.out_of_sample == "in_sample" else {}
+        device = _module_device(pl_module)  # the heads are fitted where the model lives (GPU if any)
         heads: CrossFitHeads = self._on_rank_zero(
             trainer,
-            lambda: fit_crossfit_heads(features, targets, num_classes=k, folds=folds, seed=seed, **cheap),
+            lambda: fit_crossfit_heads(
+                features.to(device), targets.to(device), num_classes=k, folds=folds, seed=seed, **cheap
+            ),
         )
         agree_model = float((model_probs.argmax(1) == targets).double().mean())
         agree_oof = float((heads.oof_probs.argmax(1) == targets).double().mean())

@@ -87,3 +87,11 @@ def test_two_process_continuous_mode_with_in_memory_stores_selects_like_one_proc
     """One ``fit`` acquiring after every epoch (``every_n_epochs=1``) under DDP; each rank has its own
     in-memory store, so ranks other than 0 replay rank 0's answers without asking the oracle."""
     check_against_single(run(tmp_path, 2, "memory", "--continuous"), single)
+
+
+def test_two_process_ddp_heads_ensemble_selects_like_one_process(tmp_path):
+    """The default strategy: the cross-fitted heads are fitted on rank 0 and broadcast, and every
+    rank's unlabeled shard feeds all heads in one pass; 2 processes select what 1 process selects."""
+    one = run(tmp_path / "one", 1, "memory", "--strategy", "activelab_ensemble")
+    two = run(tmp_path / "two", 2, "file", "--strategy", "activelab_ensemble")
+    check_against_single(two, one)

@@ -584,9 +584,12 @@ class Reporter:
     # ---------------------------------------------------------------- console
     def _get_console(self) -> Any:
         if self._console is None:
+            import sys
+
             from rich.console import Console
 
-            self._console = Console()
+            # a pipe or a CI log gets rich's 80 columns, which cuts the round table: give it room
+            self._console = Console() if sys.stdout.isatty() else Console(width=132)
         return self._console
 
     def _print_rows(self, rows: Sequence[Mapping[str, Any]], *, title: str) -> None:

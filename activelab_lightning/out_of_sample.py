@@ -315,7 +315,8 @@ def fit_crossfit_heads(
     scale = x.std(0, correction=0).clamp_min(1e-6)
     z = (x - mean) / scale
     projection = _principal_directions(z, max_dim, seed)
-    a = _design(x, mean, scale, projection)  # (n, r + 1)
+    z = z @ projection
+    a = torch.cat([z, torch.ones(n, 1, dtype=z.dtype, device=dev)], dim=1)  # = _design(x, ...), (n, r + 1)
     onehot = torch.nn.functional.one_hot(targets, num_classes).to(torch.float64)
     train = (fold.unsqueeze(0) != torch.arange(folds, device=dev).unsqueeze(1)).to(torch.float64)
     train = train / train.sum(1, keepdim=True).clamp_min(1.0)  # (P, n): each head's mean over its rows
@@ -363,6 +364,23 @@ def _captured_features(seen: list[Tensor], layer: nn.Module, batch: int) -> Tens
     return f
 
 
+def _forward_with_features(
+    base: Callable[[nn.Module, Any], Tensor],
+    layer: nn.Module,
+    module: nn.Module,
+    x: Any,
+    *,
+    check: Callable[..., Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One forward pass: ``base``'s output and the ``(B, d)`` input of ``layer`` captured on the way."""
+    with capture_inputs(layer) as seen:
+        probs = base(module, x)
+    if check is not None and (not isinstance(probs, Tensor) or probs.ndim != 2):  # the usual "(B, K)" error
+        check(probs, probs.shape[0] if isinstance(probs, Tensor) and probs.ndim else 0, None,
+              "predict_fn / forward", module)
+    return probs, _captured_features(seen, layer, probs.shape[0])
+
+
 def with_features_predict_fn(
     base: Callable[[nn.Module, Any], Tensor], layer: nn.Module, num_classes: int
 ) -> Callable[[nn.Module, Any], Tensor]:
@@ -375,18 +393,13 @@ def with_features_predict_fn(
     def predict(module: nn.Module, x: Any) -> Tensor:
         from activelab_lightning.predictions import _check_output
 
-        with capture_inputs(layer) as seen:
-            probs = base(module, x)
-        if not isinstance(probs, Tensor) or probs.ndim != 2:  # the usual "(B, K)" error
-            n = probs.shape[0] if isinstance(probs, Tensor) and probs.ndim else 0
-            _check_output(probs, n, None, "predict_fn / forward", module)
+        probs, feats = _forward_with_features(base, layer, module, x, check=_check_output)
         if probs.shape[1] != num_classes:
             raise ValueError(
                 f"Probabilities for the labeled pool must have shape (B, {num_classes}) (one column per class of "
                 f"the store), but got shape {tuple(probs.shape)}. If the module does not return (B, K) logits, "
                 f"pass `predict_fn=` (or define `predict_proba`)."
             )
-        feats = _captured_features(seen, layer, probs.shape[0])
         dtype = torch.promote_types(probs.dtype, feats.dtype)
         return torch.cat([probs.to(dtype), feats.to(probs.device, dtype)], dim=1)
 
@@ -402,9 +415,7 @@ def heads_predict_fn(
     """
 
     def predict(module: nn.Module, x: Any) -> Tensor:
-        with capture_inputs(layer) as seen:
-            probs = base(module, x)
-        feats = _captured_features(seen, layer, probs.shape[0])
+        _, feats = _forward_with_features(base, layer, module, x)
         out = heads.predict(feats)  # (P, B, K)
         return out.transpose(0, 1).reshape(out.shape[1], -1)
 

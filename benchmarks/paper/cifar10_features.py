@@ -76,16 +76,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import numpy as np
 
-STRATEGIES = (
-    "random",
-    "good_random",
-    "entropy",
-    "least_confidence",
-    "margin",
-    "disagreement",
-    "activelab",
-    "activelab_ensemble",
-)
+STRATEGIES = common.STRATEGIES
 #: --quick: a smoke test on tiny data (the test runs it on generated images).
 QUICK: dict[str, Any] = {
     "seeds": [0],

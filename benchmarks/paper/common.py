@@ -17,6 +17,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+#: Every strategy the paper benchmarks compare, in report order.
+STRATEGIES: tuple[str, ...] = (
+    "random",
+    "good_random",
+    "entropy",
+    "least_confidence",
+    "margin",
+    "disagreement",
+    "activelab",
+    "activelab_ensemble",
+)
+
 TRAINER_DEFAULTS: dict[str, Any] = {
     "enable_progress_bar": False,
     "enable_model_summary": False,

@@ -29,6 +29,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import common
+
 #: Headline numbers of the paper (mean over rounds; from paper-results.md). "uncertainty" in the
 #: paper is ``least_confidence`` here, "crowdlab" is ``activelab``.
 PAPER: dict[str, dict[str, dict[str, float]]] = {
@@ -91,16 +93,7 @@ REFERENCE: dict[tuple[str, str], dict[str, dict[str, float]]] = {
     },
 }
 
-_ORDER = (
-    "random",
-    "good_random",
-    "entropy",
-    "least_confidence",
-    "margin",
-    "disagreement",
-    "activelab",
-    "activelab_ensemble",
-)
+_ORDER = common.STRATEGIES
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:

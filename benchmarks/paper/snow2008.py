@@ -71,16 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import numpy as np
 
-STRATEGIES = (
-    "random",
-    "good_random",
-    "entropy",
-    "least_confidence",
-    "margin",
-    "disagreement",
-    "activelab",
-    "activelab_ensemble",
-)
+STRATEGIES = common.STRATEGIES
 QUICK = {"seeds": [0], "rounds": 3, "strategies": ["random", "activelab"], "epochs": 5}
 FILES = ("snow2008/rte_annotations.csv.gz", "snow2008/rte_texts.csv.gz")
 #: The grid of ``--select-settings`` (full-batch Adam on the linear model).

@@ -43,16 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 
-STRATEGIES = (
-    "random",
-    "good_random",
-    "entropy",
-    "least_confidence",
-    "margin",
-    "disagreement",
-    "activelab",
-    "activelab_ensemble",
-)
+STRATEGIES = common.STRATEGIES
 QUICK = {"seeds": [0], "rounds": 3, "strategies": ["random", "activelab"], "epochs": 10}
 
 

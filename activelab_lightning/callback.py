@@ -395,7 +395,7 @@ class ActiveLabCallback(pl.Callback):
         """
         started = time.perf_counter()
         self._oos_diagnostics = {}
-        self._round_strategy: Strategy | None = None
+        self._round_strategy = None
         injected, self._injected = self._injected, {}
         labeled_pred_probs = (
             labeled_pred_probs if labeled_pred_probs is not None else injected.get("labeled_pred_probs")

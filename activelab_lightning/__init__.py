@@ -46,7 +46,7 @@ _EXPORTS: dict[str, str] = {
     "get_oracle": "activelab_lightning.oracles",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]  # noqa: PLE0604  (the lazy-export keys are strings)
 
 
 def __getattr__(name: str) -> Any:

@@ -503,7 +503,12 @@ class ActiveLabCallback(pl.Callback):
             oos = self._crossfit(trainer, pl_module, datamodule, labeled_ids, r)
             if self.out_of_sample == "crossfit" and "heads" in oos:
                 heads, head_layer = oos["heads"], oos["layer"]
-        if strategy.input == "ensemble" and not members and heads is None and strategy.name == "activelab_ensemble":
+        if (
+            strategy.input == "ensemble"
+            and not members
+            and heads is None
+            and strategy.name == "activelab_ensemble"
+        ):
             self._warn_once(
                 f"ensemble-fallback-{r}" if r == 0 else "ensemble-fallback",
                 f"ActiveLabCallback(strategy='activelab_ensemble'): round {r} has no ensemble members and no "
@@ -667,7 +672,11 @@ class ActiveLabCallback(pl.Callback):
             fitted, layer = heads
             base, _ = _resolve_predict_fn(modules[0], self.predict_fn)
             stream = iter_predictions(
-                trainer, modules[0], datamodule, ids, predict_fn=heads_predict_fn(base, layer, fitted),
+                trainer,
+                modules[0],
+                datamodule,
+                ids,
+                predict_fn=heads_predict_fn(base, layer, fitted),
                 validate=False,
             )
             streams = [
@@ -746,7 +755,9 @@ class ActiveLabCallback(pl.Callback):
         targets = torch.as_tensor(datamodule.consensus_labels, dtype=torch.int64)
         n = int(labeled_ids.numel())
         if n < 2 * folds or torch.unique(targets).numel() < 2:
-            return {"skipped": f"{n} labeled rows / {torch.unique(targets).numel()} classes are too few to fold"}
+            return {
+                "skipped": f"{n} labeled rows / {torch.unique(targets).numel()} classes are too few to fold"
+            }
         base, source = _resolve_predict_fn(pl_module, self.predict_fn)
         ids, out = collect_predictions(
             trainer,
@@ -1064,7 +1075,7 @@ class ActiveLabCallback(pl.Callback):
         if trainer.is_global_zero:
             try:
                 result = fn()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other ranks were told
+            except BaseException as exc:
                 error = exc
         message = f"{type(error).__name__}: {error}" if error is not None else None
         result, message = trainer.strategy.broadcast((result, message), src=0)

@@ -79,19 +79,40 @@ def build_run_parser() -> Any:
     )
     parser.add_argument("--config", action=ActionConfigFile, help="YAML config (class_path/init_args).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the model init, data draws, selections.")
-    parser.add_argument("--out_dir", type=str, default="runs/activelab",
-                        help="Run folder: annotation store, round log, learning curve, config.")
-    parser.add_argument("--store", type=str | None, default=None,
-                        help="Annotation store file (default <out_dir>/labels.sqlite).")
+    parser.add_argument(
+        "--out_dir",
+        type=str,
+        default="runs/activelab",
+        help="Run folder: annotation store, round log, learning curve, config.",
+    )
+    parser.add_argument(
+        "--store",
+        type=str | None,
+        default=None,
+        help="Annotation store file (default <out_dir>/labels.sqlite).",
+    )
     parser.add_argument("--console", type=bool, default=True, help="Print the per-round table.")
-    parser.add_argument("--wandb_extras", type=bool, default=True,
-                        help="Log histograms, tables and learning curves to W&B loggers.")
-    parser.add_subclass_arguments(pl.LightningModule, "model", required=True,
-                                  help="The LightningModule (a fresh copy of its initial weights each round).")
-    parser.add_subclass_arguments(Experiment, "data", required=True,
-                                  help="Data builder: dataset, store, datamodule, default oracle.")
-    parser.add_subclass_arguments(OracleSpec, "oracle", required=False,
-                                  help="Replace the data's own oracle (default: null = the data's).")
+    parser.add_argument(
+        "--wandb_extras",
+        type=bool,
+        default=True,
+        help="Log histograms, tables and learning curves to W&B loggers.",
+    )
+    parser.add_subclass_arguments(
+        pl.LightningModule,
+        "model",
+        required=True,
+        help="The LightningModule (a fresh copy of its initial weights each round).",
+    )
+    parser.add_subclass_arguments(
+        Experiment, "data", required=True, help="Data builder: dataset, store, datamodule, default oracle."
+    )
+    parser.add_subclass_arguments(
+        OracleSpec,
+        "oracle",
+        required=False,
+        help="Replace the data's own oracle (default: null = the data's).",
+    )
     parser.add_class_arguments(ActiveLabCallback, "callback", skip=_CALLBACK_SKIP, instantiate=False)
     parser.add_class_arguments(pl.Trainer, "trainer", instantiate=False)
     parser.add_class_arguments(ActiveLearningLoop, "loop", skip=_LOOP_SKIP, instantiate=False)
@@ -112,7 +133,9 @@ class PreparedRun:
         loggers: The Lightning loggers shared by all rounds.
     """
 
-    def __init__(self, config: Any, out_dir: Path, parts: Any, loop: Any, reporter: Any, loggers: list) -> None:
+    def __init__(
+        self, config: Any, out_dir: Path, parts: Any, loop: Any, reporter: Any, loggers: list
+    ) -> None:
         self.config = config
         self.out_dir = out_dir
         self.parts = parts
@@ -173,7 +196,11 @@ def _is_rank_zero() -> bool:
 def _finish_logger(logger: Any) -> None:
     from lightning.pytorch.loggers import WandbLogger
 
-    if isinstance(logger, WandbLogger) and _is_rank_zero() and getattr(logger, "_experiment", None) is not None:
+    if (
+        isinstance(logger, WandbLogger)
+        and _is_rank_zero()
+        and getattr(logger, "_experiment", None) is not None
+    ):
         logger.experiment.finish()
 
 
@@ -212,7 +239,7 @@ _UNKNOWN_KEY_PATTERNS = (
 def _explain_parse_error(parser: Any, message: str) -> str:
     """jsonargparse's message, plus "did you mean ..." for a misspelled key."""
     known: set[str] = set()
-    for key in parser.get_defaults().keys():  # noqa: SIM118 (a jsonargparse Namespace, not a dict)
+    for key in parser.get_defaults().keys():
         parts = key.split(".")
         known.update(".".join(parts[: i + 1]) for i in range(len(parts)))
     for pattern in _UNKNOWN_KEY_PATTERNS:
@@ -226,7 +253,9 @@ def _explain_parse_error(parser: Any, message: str) -> str:
         close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         group_keys = sorted(k for k in known if k.startswith(f"{key.rsplit('.', 1)[0]}.") and "." in key)
-        listing = f" Valid keys there: {', '.join(group_keys)}." if group_keys and len(group_keys) <= 40 else ""
+        listing = (
+            f" Valid keys there: {', '.join(group_keys)}." if group_keys and len(group_keys) <= 40 else ""
+        )
         return f"unknown config key '{key}'.{hint}{listing} (`activelab run --help` lists every option.)"
     match = re.search(r"module '(?P<module>[\w.]+)' has no attribute '(?P<name>\w+)'", message)
     if match is not None:
@@ -236,7 +265,7 @@ def _explain_parse_error(parser: Any, message: str) -> str:
             names = []
         close = difflib.get_close_matches(match.group("name"), names, n=1, cutoff=0.6)
         if close:
-            message = (f"{message.strip()}\nDid you mean class_path: {match.group('module')}.{close[0]}?")
+            message = f"{message.strip()}\nDid you mean class_path: {match.group('module')}.{close[0]}?"
     return message.strip() + " (`activelab run --help` lists every option.)"
 
 
@@ -307,14 +336,26 @@ def prepare_run(argv: Sequence[str] | None = None, *, parser: Any = None) -> Pre
     _check_model(init.model, parts)
     oracle = init.oracle.build(parts, seed=seed) if init.oracle is not None else parts.oracle
     # the CLI prints each round itself, once the round's model is tested; the progress bar stays on
-    reporter = Reporter(round_log_path(store_path), console=False, progress=bool(cfg.console),
-                        wandb_extras=bool(cfg.wandb_extras))
+    reporter = Reporter(
+        round_log_path(store_path),
+        console=False,
+        progress=bool(cfg.console),
+        wandb_extras=bool(cfg.wandb_extras),
+    )
     callback_kwargs = dict(vars(init.callback))
-    callback = ActiveLabCallback(oracle, seed=seed, true_labels=parts.true_labels, reporter=reporter,
-                                 **callback_kwargs)
+    callback = ActiveLabCallback(
+        oracle, seed=seed, true_labels=parts.true_labels, reporter=reporter, **callback_kwargs
+    )
     loop_kwargs = dict(vars(init.loop))
-    loop = ActiveLearningLoop(init.model, parts.datamodule, callback, trainer_kwargs=trainer_kwargs,
-                              seed=seed, loggers=loggers, **loop_kwargs)
+    loop = ActiveLearningLoop(
+        init.model,
+        parts.datamodule,
+        callback,
+        trainer_kwargs=trainer_kwargs,
+        seed=seed,
+        loggers=loggers,
+        **loop_kwargs,
+    )
     if _is_rank_zero():
         parser.save(cfg, out_dir / "config.yaml", overwrite=True, skip_check=True)
     return PreparedRun(cfg, out_dir, parts, loop, reporter, loggers)
@@ -335,8 +376,10 @@ def _run_command(argv: Sequence[str]) -> int:
         print(f"{_PROG} run: {err}", file=sys.stderr)
         return EXIT_WAITING_FOR_LABELS
     if _is_rank_zero():
-        print(f"done in {time.perf_counter() - started:.1f} s: {prepared.out_dir} "
-              f"(round log {prepared.reporter.round_log}, learning curve {prepared.learning_curve_path})")
+        print(
+            f"done in {time.perf_counter() - started:.1f} s: {prepared.out_dir} "
+            f"(round log {prepared.reporter.round_log}, learning curve {prepared.learning_curve_path})"
+        )
     return 0
 
 
@@ -345,7 +388,9 @@ def _open_store(path: str) -> Any:
     from activelab_lightning.store import AnnotationStore
 
     if not Path(path).is_file():
-        raise FileNotFoundError(f"store {path!r}: no such file; give the .sqlite file an `activelab run` wrote.")
+        raise FileNotFoundError(
+            f"store {path!r}: no such file; give the .sqlite file an `activelab run` wrote."
+        )
     return AnnotationStore(path)
 
 
@@ -363,8 +408,10 @@ def _annotator_rows(store: Any) -> list[tuple[str, int, float | None]]:
     agree = ((labels == consensus[:, None]) & given).sum(0).double()
     count = given.sum(0)
     counts = store.annotator_counts()
-    return [(a, int(counts.get(a, int(count[j]))), float(agree[j] / count[j]) if count[j] else None)
-            for j, a in enumerate(annotators)]
+    return [
+        (a, int(counts.get(a, int(count[j]))), float(agree[j] / count[j]) if count[j] else None)
+        for j, a in enumerate(annotators)
+    ]
 
 
 def _status_command(args: argparse.Namespace) -> int:
@@ -377,10 +424,14 @@ def _status_command(args: argparse.Namespace) -> int:
     console = Console()
     labeled = int(store.labeled_ids().numel())
     pending = store.pending_requests()
-    console.print(f"[bold]{args.store}[/bold]: {store.num_examples} examples, {store.num_classes} classes "
-                  f"({', '.join(store.class_names)})")
-    console.print(f"annotations: {len(store)}   labeled: {labeled}   unlabeled: {store.num_examples - labeled}   "
-                  f"pending requests: {len(pending)}")
+    console.print(
+        f"[bold]{args.store}[/bold]: {store.num_examples} examples, {store.num_classes} classes "
+        f"({', '.join(store.class_names)})"
+    )
+    console.print(
+        f"annotations: {len(store)}   labeled: {labeled}   unlabeled: {store.num_examples - labeled}   "
+        f"pending requests: {len(pending)}"
+    )
     log_rows = {}
     log_path = round_log_path(args.store)
     if log_path.is_file():
@@ -394,9 +445,15 @@ def _status_command(args: argparse.Namespace) -> int:
         def fmt(v: Any) -> str:
             return "–" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
-        rounds.add_row(str(rec.round), rec.status, str(len(rec.selected_ids)),
-                       fmt(row.get("num_new")), fmt(row.get("num_relabel")),
-                       fmt(row.get("consensus_accuracy")), fmt(row.get("test_accuracy")))
+        rounds.add_row(
+            str(rec.round),
+            rec.status,
+            str(len(rec.selected_ids)),
+            fmt(row.get("num_new")),
+            fmt(row.get("num_relabel")),
+            fmt(row.get("consensus_accuracy")),
+            fmt(row.get("test_accuracy")),
+        )
     console.print(rounds)
     if pending:
         table = Table(title=f"pending requests ({len(pending)})", title_justify="left")
@@ -435,7 +492,7 @@ def _tools_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=_PROG,
         description="ActiveLab active learning for PyTorch Lightning. "
-                    "`activelab run --help` lists the experiment options.",
+        "`activelab run --help` lists the experiment options.",
     )
     sub = parser.add_subparsers(dest="command", metavar="{run,status,export,import}")
     sub.add_parser("run", help="run a multi-round experiment from a YAML config (see `activelab run --help`)")
@@ -448,7 +505,9 @@ def _tools_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="add annotations from a CSV / JSONL file to a store")
     imp.add_argument("store")
     imp.add_argument("file", help="input .csv / .jsonl (columns example_id, annotator_id, label)")
-    imp.add_argument("--correction", action="store_true", help="the labels replace earlier ones of the same annotator")
+    imp.add_argument(
+        "--correction", action="store_true", help="the labels replace earlier ones of the same annotator"
+    )
     return parser
 
 
@@ -463,8 +522,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("WANDB_SILENT", "true")
-    for message in (".*does not have many workers.*", ".*but have no `val_dataloader`.*",
-                    ".*smaller than the logging interval.*", ".*litlogger.*"):
+    for message in (
+        ".*does not have many workers.*",
+        ".*but have no `val_dataloader`.*",
+        ".*smaller than the logging interval.*",
+        ".*litlogger.*",
+    ):
         warnings.filterwarnings("ignore", message=message)
     if argv and argv[0] == "run":
         # Importing lightning.pytorch sets its logger to INFO, so quiet it only after the import:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ActiveLabError", "WaitingForLabels", "OracleUnavailable", "EXIT_WAITING_FOR_LABELS"]
+__all__ = ["EXIT_WAITING_FOR_LABELS", "ActiveLabError", "OracleUnavailable", "WaitingForLabels"]
 
 #: Exit status of ``activelab run`` when a round stopped because human answers are missing
 #: (``EX_TEMPFAIL`` from ``sysexits.h``: "try again later"). Re-run the same command once they arrive.

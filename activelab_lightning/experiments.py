@@ -87,6 +87,7 @@ class Experiment(ABC):
 
     def check(self) -> None:
         """Validate settings that can be checked before anything is built (paths...); raise with the key name."""
+        return None
 
 
 def _store(store_path: str | os.PathLike, num_examples: int, class_names: tuple[str, ...]) -> Any:
@@ -143,18 +144,34 @@ class WallRobotExperiment(Experiment):
         from activelab_lightning.datamodule import ActiveDataModule
         from activelab_lightning.datasets.wall_robot import make_paper_setup
 
-        setup = make_paper_setup(sensors=self.sensors, seed=self.setup_seed, standardize=self.standardize,
-                                 completely_labeled=self.completely_labeled)
+        setup = make_paper_setup(
+            sensors=self.sensors,
+            seed=self.setup_seed,
+            standardize=self.standardize,
+            completely_labeled=self.completely_labeled,
+        )
         store = _store(store_path, len(setup.dataset), tuple(setup.class_names))
         datamodule = ActiveDataModule(
-            setup.dataset, store,
+            setup.dataset,
+            store,
             test_dataset=setup.test_dataset if self.test else None,
-            batch_size=self.batch_size, inference_batch_size=self.inference_batch_size,
-            initial_labels=list(setup.initial_annotations), true_labels=setup.true_labels,
-            consensus_method=self.consensus_method, soft_targets=self.soft_targets, seed=seed,
+            batch_size=self.batch_size,
+            inference_batch_size=self.inference_batch_size,
+            initial_labels=list(setup.initial_annotations),
+            true_labels=setup.true_labels,
+            consensus_method=self.consensus_method,
+            soft_targets=self.soft_targets,
+            seed=seed,
         )
-        return ExperimentParts(setup.dataset, store, datamodule, setup.oracle, tuple(setup.class_names),
-                               setup.true_labels, (int(setup.features.shape[1]),))
+        return ExperimentParts(
+            setup.dataset,
+            store,
+            datamodule,
+            setup.oracle,
+            tuple(setup.class_names),
+            setup.true_labels,
+            (int(setup.features.shape[1]),),
+        )
 
 
 def _require_file(key: str, value: str | os.PathLike | None, what: str) -> Path:
@@ -229,9 +246,13 @@ class Cifar10Experiment(Experiment):
         with np.load(_require_file("data.init_args.path", self.path, "cifar10_test.npz")) as data:
             for key in ("x", "y", "class_names"):
                 if key not in data.files:
-                    raise ValueError(f"data.init_args.path={self.path!r} has no array {key!r} (it has {data.files}).")
+                    raise ValueError(
+                        f"data.init_args.path={self.path!r} has no array {key!r} (it has {data.files})."
+                    )
             x, y, names = data["x"], data["y"], tuple(str(c) for c in data["class_names"])
-        with np.load(_require_file("data.init_args.counts_path", self._counts_file(), "cifar10h_counts.npz")) as c:
+        with np.load(
+            _require_file("data.init_args.counts_path", self._counts_file(), "cifar10h_counts.npz")
+        ) as c:
             if "counts" not in c.files:
                 raise ValueError(f"data.init_args.counts_path={self._counts_file()!r} has no array 'counts'.")
             counts = c["counts"]
@@ -244,7 +265,9 @@ class Cifar10Experiment(Experiment):
             )
         n = len(x) if self.subset is None else min(int(self.subset), len(x))
         if not 0 < self.test_size < n:
-            raise ValueError(f"data.init_args.test_size={self.test_size}: must be in 1 .. {n - 1} ({n} images).")
+            raise ValueError(
+                f"data.init_args.test_size={self.test_size}: must be in 1 .. {n - 1} ({n} images)."
+            )
         g = torch.Generator().manual_seed(int(self.split_seed))
         perm = torch.randperm(n, generator=g)
         test_rows, pool_rows = perm[: self.test_size].sort().values, perm[self.test_size :].sort().values
@@ -258,14 +281,22 @@ class Cifar10Experiment(Experiment):
         pool = TensorDataset(images[pool_rows], labels[pool_rows])
         test = TensorDataset(images[test_rows], labels[test_rows])
         oracle = ReplayOracle.from_distributions(
-            torch.from_numpy(counts[:n].astype(np.int64))[pool_rows], seed=seed, annotator_prefix="c10h-",
+            torch.from_numpy(counts[:n].astype(np.int64))[pool_rows],
+            seed=seed,
+            annotator_prefix="c10h-",
             name="cifar10h",
         )
         store = _store(store_path, len(pool), names)
         datamodule = ActiveDataModule(
-            pool, store, test_dataset=test, batch_size=self.batch_size,
-            inference_batch_size=self.inference_batch_size, initial_labeled=int(self.initial_labeled),
-            initial_labels=oracle, true_labels=labels[pool_rows], consensus_method=self.consensus_method,
+            pool,
+            store,
+            test_dataset=test,
+            batch_size=self.batch_size,
+            inference_batch_size=self.inference_batch_size,
+            initial_labeled=int(self.initial_labeled),
+            initial_labels=oracle,
+            true_labels=labels[pool_rows],
+            consensus_method=self.consensus_method,
             seed=seed,
         )
         return ExperimentParts(pool, store, datamodule, oracle, names, labels[pool_rows], (32, 32, 3))
@@ -280,6 +311,7 @@ class OracleSpec(ABC):
 
     def check(self) -> None:
         """Validate paths and settings before anything is built."""
+        return None
 
 
 class SimulatedAnnotators(OracleSpec):
@@ -299,9 +331,16 @@ class SimulatedAnnotators(OracleSpec):
         from activelab_lightning.oracles import SimulatedOracle
 
         if parts.true_labels is None:
-            raise ValueError("oracle: SimulatedAnnotators needs the data's true labels, but this experiment has none.")
-        return SimulatedOracle(parts.true_labels, self.annotators, noise_trace=self.noise_trace,
-                               num_classes=parts.num_classes, seed=seed)
+            raise ValueError(
+                "oracle: SimulatedAnnotators needs the data's true labels, but this experiment has none."
+            )
+        return SimulatedOracle(
+            parts.true_labels,
+            self.annotators,
+            noise_trace=self.noise_trace,
+            num_classes=parts.num_classes,
+            seed=seed,
+        )
 
 
 class CsvAnswers(OracleSpec):
@@ -314,8 +353,13 @@ class CsvAnswers(OracleSpec):
         label_col: Column of labels (class indices or class names).
     """
 
-    def __init__(self, path: str, example_col: str = "example_id", annotator_col: str = "annotator_id",
-                 label_col: str = "label") -> None:
+    def __init__(
+        self,
+        path: str,
+        example_col: str = "example_id",
+        annotator_col: str = "annotator_id",
+        label_col: str = "label",
+    ) -> None:
         self.path = path
         self.example_col = example_col
         self.annotator_col = annotator_col
@@ -323,14 +367,22 @@ class CsvAnswers(OracleSpec):
         self.check()
 
     def check(self) -> None:
-        _require_file("oracle.init_args.path", self.path, "a CSV of annotations (example_id, annotator_id, label)")
+        _require_file(
+            "oracle.init_args.path", self.path, "a CSV of annotations (example_id, annotator_id, label)"
+        )
 
     def build(self, parts: ExperimentParts, *, seed: int) -> Any:
         from activelab_lightning.oracles import ReplayOracle
 
-        return ReplayOracle.from_csv(self.path, example_col=self.example_col, annotator_col=self.annotator_col,
-                                     label_col=self.label_col, class_names=parts.class_names, seed=seed,
-                                     num_examples=len(parts.dataset))
+        return ReplayOracle.from_csv(
+            self.path,
+            example_col=self.example_col,
+            annotator_col=self.annotator_col,
+            label_col=self.label_col,
+            class_names=parts.class_names,
+            seed=seed,
+            num_examples=len(parts.dataset),
+        )
 
 
 class FileAnswers(OracleSpec):
@@ -351,8 +403,13 @@ class FileAnswers(OracleSpec):
     def build(self, parts: ExperimentParts, *, seed: int) -> Any:
         from activelab_lightning.oracles import FileOracle
 
-        oracle = FileOracle(self.directory, parts.class_names, answers=self.answers, store=parts.store,
-                            num_examples=len(parts.dataset))
+        oracle = FileOracle(
+            self.directory,
+            parts.class_names,
+            answers=self.answers,
+            store=parts.store,
+            num_examples=len(parts.dataset),
+        )
         oracle.bind(datamodule=parts.datamodule)
         return oracle
 
@@ -374,9 +431,16 @@ class LabelStudioAnswers(OracleSpec):
         api_key_env: Environment variable holding the API token.
     """
 
-    def __init__(self, project_title: str = "activelab", project_id: int | None = None,
-                 data_type: Literal["text", "image"] = "text", timeout: float = 600.0, poll_interval: float = 10.0,
-                 url_env: str = "LABEL_STUDIO_URL", api_key_env: str = "LABEL_STUDIO_API_KEY") -> None:
+    def __init__(
+        self,
+        project_title: str = "activelab",
+        project_id: int | None = None,
+        data_type: Literal["text", "image"] = "text",
+        timeout: float = 600.0,
+        poll_interval: float = 10.0,
+        url_env: str = "LABEL_STUDIO_URL",
+        api_key_env: str = "LABEL_STUDIO_API_KEY",
+    ) -> None:
         self.project_title = project_title
         self.project_id = project_id
         self.data_type = data_type
@@ -386,17 +450,27 @@ class LabelStudioAnswers(OracleSpec):
         self.api_key_env = api_key_env
 
     def check(self) -> None:
-        for var, what in ((self.url_env, "the Label Studio address, e.g. http://127.0.0.1:8080"),
-                          (self.api_key_env, "your Label Studio API token (Account & Settings)")):
+        for var, what in (
+            (self.url_env, "the Label Studio address, e.g. http://127.0.0.1:8080"),
+            (self.api_key_env, "your Label Studio API token (Account & Settings)"),
+        ):
             if not os.environ.get(var):
                 raise ValueError(f"oracle: LabelStudioAnswers needs ${var} to be set to {what}.")
 
     def build(self, parts: ExperimentParts, *, seed: int) -> Any:
         from activelab_lightning.oracles import LabelStudioOracle
 
-        oracle = LabelStudioOracle(parts.class_names, url_env=self.url_env, api_key_env=self.api_key_env,
-                                   project_title=self.project_title, project_id=self.project_id,
-                                   data_type=self.data_type, store=parts.store, num_examples=len(parts.dataset),
-                                   timeout=self.timeout, poll_interval=self.poll_interval)
+        oracle = LabelStudioOracle(
+            parts.class_names,
+            url_env=self.url_env,
+            api_key_env=self.api_key_env,
+            project_title=self.project_title,
+            project_id=self.project_id,
+            data_type=self.data_type,
+            store=parts.store,
+            num_examples=len(parts.dataset),
+            timeout=self.timeout,
+            poll_interval=self.poll_interval,
+        )
         oracle.bind(datamodule=parts.datamodule)
         return oracle

@@ -111,9 +111,16 @@ class MLPClassifier(_Classifier):
             _check_positive("MLPClassifier", "hidden_dims[...]", width)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"MLPClassifier(dropout={dropout!r}): must be in [0, 1).")
-        self.save_hyperparameters({"input_dim": input_dim, "num_classes": num_classes,
-                                   "hidden_dims": list(hidden_dims), "dropout": dropout,
-                                   "lr": lr, "weight_decay": weight_decay})
+        self.save_hyperparameters(
+            {
+                "input_dim": input_dim,
+                "num_classes": num_classes,
+                "hidden_dims": list(hidden_dims),
+                "dropout": dropout,
+                "lr": lr,
+                "weight_decay": weight_decay,
+            }
+        )
         layers: list[nn.Module] = []
         width = input_dim
         for hidden in hidden_dims:
@@ -169,22 +176,32 @@ class SmallCNN(_Classifier):
         blocks: list[nn.Module] = []
         channels = 3
         for out in (width, 2 * width, 4 * width):
-            blocks += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(),
-                       nn.MaxPool2d(2)]
+            blocks += [
+                nn.Conv2d(channels, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
             channels = out
         self.features = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))
-        self.register_buffer("mean", torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1), persistent=False
+        )
         self.register_buffer("std", torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         """Images → ``(B, K)`` logits (uint8 NHWC is converted to float NCHW first)."""
         if x.dtype == torch.uint8:
             if x.ndim != 4 or x.shape[-1] != 3:
-                raise ValueError(f"SmallCNN.forward(x): uint8 images must be (B, H, W, 3), got {tuple(x.shape)}.")
+                raise ValueError(
+                    f"SmallCNN.forward(x): uint8 images must be (B, H, W, 3), got {tuple(x.shape)}."
+                )
             x = x.permute(0, 3, 1, 2).float().div_(255.0)
         if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"SmallCNN.forward(x): expected (B, 3, H, W) float images, got {tuple(x.shape)}.")
+            raise ValueError(
+                f"SmallCNN.forward(x): expected (B, 3, H, W) float images, got {tuple(x.shape)}."
+            )
         x = (x - self.mean) / self.std
         features = self.features(x)
         return self.head(nn.functional.adaptive_avg_pool2d(features, 1))

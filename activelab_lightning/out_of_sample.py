@@ -230,8 +230,13 @@ def _solve(a: Tensor, onehot: Tensor, weight: Tensor, l2: float, w0: Tensor, max
     w = w0.clone()
     w.grad = torch.zeros_like(w)
     opt = torch.optim.LBFGS(
-        [w], lr=1.0, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10,
-        history_size=20, line_search_fn="strong_wolfe",
+        [w],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=1e-7,
+        tolerance_change=1e-10,
+        history_size=20,
+        line_search_fn="strong_wolfe",
     )
     penalty = torch.ones_like(w)
     penalty[-1] = 0.0  # no L2 on the bias row
@@ -376,8 +381,13 @@ def _forward_with_features(
     with capture_inputs(layer) as seen:
         probs = base(module, x)
     if check is not None and (not isinstance(probs, Tensor) or probs.ndim != 2):  # the usual "(B, K)" error
-        check(probs, probs.shape[0] if isinstance(probs, Tensor) and probs.ndim else 0, None,
-              "predict_fn / forward", module)
+        check(
+            probs,
+            probs.shape[0] if isinstance(probs, Tensor) and probs.ndim else 0,
+            None,
+            "predict_fn / forward",
+            module,
+        )
     return probs, _captured_features(seen, layer, probs.shape[0])
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["RequestKind", "LabelRequest", "Annotation", "OracleResponse", "RoundRecord", "RoundSummary"]
+__all__ = ["Annotation", "LabelRequest", "OracleResponse", "RequestKind", "RoundRecord", "RoundSummary"]
 
 RequestKind = Literal["new", "relabel"]
 
@@ -124,13 +124,13 @@ class RoundSummary:
     answers: tuple[Annotation, ...]
     num_pending: int = 0
     num_exhausted: int = 0
-    labeled_scores: "object | None" = None
-    unlabeled_scores: "object | None" = None
+    labeled_scores: object | None = None
+    unlabeled_scores: object | None = None
     consensus_accuracy: float | None = None
     model_weight: float | None = None
     mean_annotator_weight: float | None = None
     annotator_stats: tuple[dict, ...] = ()
-    metrics: "dict[str, float] | None" = None
+    metrics: dict[str, float] | None = None
     seconds: float = 0.0
 
     def scalars(self) -> dict[str, float | int | None]:

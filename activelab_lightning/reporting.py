@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from activelab_lightning.metrics import accuracy
 from activelab_lightning.records import RoundSummary
 
 __all__ = [
@@ -90,43 +91,6 @@ def round_log_path(store_path: str | os.PathLike) -> Path:
             "pass an explicit round-log path instead."
         )
     return store_path.with_name(store_path.name + ".rounds.jsonl")
-
-
-def accuracy(preds: Any, target: Any, *, num_classes: int | None = None) -> float:
-    """Multiclass accuracy with ``torchmetrics`` (micro average).
-
-    Args:
-        preds: ``(N,)`` predicted class indices, or ``(N, K)`` probabilities / logits (argmax is taken).
-        target: ``(N,)`` true class indices.
-        num_classes: ``K``; inferred from ``preds``'s second dimension or the largest index if omitted.
-
-    Returns:
-        The fraction of correct predictions as a Python float (``nan`` for empty inputs).
-
-    Example::
-
-        >>> accuracy([0, 1, 2, 2], [0, 1, 1, 2])
-        0.75
-    """
-    from torchmetrics.functional import accuracy as tm_accuracy
-
-    preds_t = torch.as_tensor(preds)
-    target_t = torch.as_tensor(target).long().reshape(-1)
-    if preds_t.ndim == 2:
-        num_classes = num_classes or int(preds_t.shape[1])
-        preds_t = preds_t.argmax(dim=1)
-    preds_t = preds_t.long().reshape(-1)
-    if preds_t.shape != target_t.shape:
-        raise ValueError(
-            f"accuracy(preds, target): preds has {preds_t.numel()} predictions but target has "
-            f"{target_t.numel()} labels; pass one prediction per target."
-        )
-    if target_t.numel() == 0:
-        return float("nan")
-    if num_classes is None:
-        num_classes = int(max(preds_t.max(), target_t.max())) + 1
-    value = tm_accuracy(preds_t, target_t, task="multiclass", num_classes=num_classes, average="micro")
-    return float(value)
 
 
 def _as_float64(values: Any) -> torch.Tensor | None:
@@ -307,14 +271,18 @@ def plot_learning_curve(
         ("test_accuracy", "num_annotations_trained", "model (test accuracy)", "o"),
         ("consensus_accuracy", "num_annotations", "consensus labels", "s"),
     ):
-        points = [(row[x_key] if row.get(x_key) is not None else row["num_annotations"], row[key])
-                  for row in rows if row[key] is not None]
+        points = [
+            (row[x_key] if row.get(x_key) is not None else row["num_annotations"], row[key])
+            for row in rows
+            if row[key] is not None
+        ]
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=label)
             plotted = True
     if not plotted:
-        ax.text(0.5, 0.5, "no ground truth: accuracy unknown", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "no ground truth: accuracy unknown", ha="center", va="center", transform=ax.transAxes
+        )
     ax.set_xlabel("number of annotations")
     ax.set_ylabel("accuracy")
     ax.set_title(title)
@@ -487,14 +455,16 @@ class Reporter:
         for req in summary.requests:
             given = answers.get(req.request_id) or [None]
             for a in given:
-                rows.append([
-                    summary.round,
-                    int(req.example_id),
-                    float(req.score),
-                    req.kind,
-                    None if a is None else int(a.label),
-                    None if a is None else str(a.annotator_id),
-                ])
+                rows.append(
+                    [
+                        summary.round,
+                        int(req.example_id),
+                        float(req.score),
+                        req.kind,
+                        None if a is None else int(a.label),
+                        None if a is None else str(a.annotator_id),
+                    ]
+                )
         payload[f"{p}/selected"] = wandb.Table(columns=list(_SELECTED_COLUMNS), data=rows)
         if summary.annotator_stats:
             data = [[_jsonable(row.get(c)) for c in _ANNOTATOR_COLUMNS] for row in summary.annotator_stats]
@@ -562,8 +532,10 @@ class Reporter:
                 record["test_accuracy"] = values[key]
                 break
         self.history = [r for r in self.history if r["round"] != round] + [record]
-        scalars = {f"{self.prefix}/round": float(round),
-                   **{f"{self.prefix}/{k}": v for k, v in values.items() if not math.isnan(v)}}
+        scalars = {
+            f"{self.prefix}/round": float(round),
+            **{f"{self.prefix}/{k}": v for k, v in values.items() if not math.isnan(v)},
+        }
         for logger in loggers:
             logger.log_metrics(scalars, step=round)
             save = getattr(logger, "save", None)
@@ -597,8 +569,19 @@ class Reporter:
         from rich.table import Table
 
         table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        for column in ("round", "annot.", "labeled", "new", "relabel", "pending",
-                       "cons. acc", "test acc", "w model", "w annot.", "sec"):
+        for column in (
+            "round",
+            "annot.",
+            "labeled",
+            "new",
+            "relabel",
+            "pending",
+            "cons. acc",
+            "test acc",
+            "w model",
+            "w annot.",
+            "sec",
+        ):
             table.add_column(column, justify="right", min_width=len(column), no_wrap=True)
 
         def fmt(value: Any, spec: str = "") -> str:
@@ -606,15 +589,23 @@ class Reporter:
 
         for row in rows:
             table.add_row(
-                fmt(row["round"]), fmt(row["num_annotations"]), fmt(row["num_labeled"]),
-                fmt(row["num_new"]), fmt(row["num_relabel"]), fmt(row["num_pending"]),
-                fmt(row["consensus_accuracy"], ".4f"), fmt(row["test_accuracy"], ".4f"),
-                fmt(row.get("model_weight"), ".3f"), fmt(row.get("mean_annotator_weight"), ".3f"),
+                fmt(row["round"]),
+                fmt(row["num_annotations"]),
+                fmt(row["num_labeled"]),
+                fmt(row["num_new"]),
+                fmt(row["num_relabel"]),
+                fmt(row["num_pending"]),
+                fmt(row["consensus_accuracy"], ".4f"),
+                fmt(row["test_accuracy"], ".4f"),
+                fmt(row.get("model_weight"), ".3f"),
+                fmt(row.get("mean_annotator_weight"), ".3f"),
                 fmt(row["seconds"], ".2f"),
             )
         self._get_console().print(table)
 
-    def track(self, iterable: Iterable[Any], *, total: int, description: str = "pool inference") -> Iterable[Any]:
+    def track(
+        self, iterable: Iterable[Any], *, total: int, description: str = "pool inference"
+    ) -> Iterable[Any]:
         """Wrap a batch iterator in a ``rich`` progress bar (long pools only).
 
         The bar advances by the number of rows of each item: ``len(item[0])`` for tuples such as

@@ -80,7 +80,7 @@ class RssSampler:
         with open("/proc/self/statm") as fh:
             return int(fh.read().split()[1]) * self.page
 
-    def __enter__(self) -> RssSampler:  # noqa: PYI034 - final class
+    def __enter__(self) -> RssSampler:
         self.start = self.rss()
         self.peak = self.start
         self._thread = threading.Thread(target=self._run, daemon=True)

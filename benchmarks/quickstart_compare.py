@@ -32,14 +32,23 @@ def main(argv: list[str] | None = None) -> int:
     curves = {}
     for strategy in args.strategies:
         run = args.out / strategy
-        cmd = [sys.executable, "-m", "activelab_lightning.cli", "run", "--config",
-               str(ROOT / "configs" / "quickstart.yaml"), "--out_dir", str(run)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "activelab_lightning.cli",
+            "run",
+            "--config",
+            str(ROOT / "configs" / "quickstart.yaml"),
+            "--out_dir",
+            str(run),
+        ]
         if strategy != "activelab_ensemble":
             cmd += ["--callback.strategy", strategy]
         # the config's loggers write under runs/quickstart; keep them inside this run's folder
         cmd += ["--trainer.logger", "false"]
-        subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "WANDB_MODE": "offline"},
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            cmd, check=True, cwd=ROOT, env={**os.environ, "WANDB_MODE": "offline"}, stdout=subprocess.DEVNULL
+        )
         records = sorted(read_round_log(run / "labels.sqlite.rounds.jsonl"), key=lambda r: r["round"])
         curves[strategy] = [(r["num_annotations"], r["consensus_accuracy"]) for r in records]
 
@@ -58,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.out / "quickstart_compare.png", dpi=100)
-    lines = ["| strategy | " + " | ".join(f"r{i}" for i in range(len(next(iter(curves.values()))))) + " |",
-             "|---|" + "---|" * len(next(iter(curves.values())))]
+    lines = [
+        "| strategy | " + " | ".join(f"r{i}" for i in range(len(next(iter(curves.values()))))) + " |",
+        "|---|" + "---|" * len(next(iter(curves.values()))),
+    ]
     for strategy, points in curves.items():
         lines.append(f"| {strategy} | " + " | ".join(f"{c:.4f}" for _, c in points) + " |")
     (args.out / "quickstart_compare.md").write_text("\n".join(lines) + "\n")

@@ -21,7 +21,9 @@ from activelab_lightning.reporting import Reporter, round_log_path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", required=True, help="folder holding cifar10_test/ and cifar10h_counts/")
     parser.add_argument("--subset", type=int, default=None, help="use only the first N images")
     parser.add_argument("--test-size", type=int, default=2000)
@@ -39,16 +41,30 @@ def main() -> None:
     experiment = Cifar10Experiment(
         path=str(data / "cifar10_test" / "cifar10_test.npz"),
         counts_path=str(data / "cifar10h_counts" / "cifar10h_counts.npz"),
-        subset=args.subset, test_size=args.test_size, initial_labeled=args.initial_labeled,
+        subset=args.subset,
+        test_size=args.test_size,
+        initial_labeled=args.initial_labeled,
     )
     parts = experiment.build(store_path=out / "labels.sqlite", seed=args.seed)
     model = SmallCNN(num_classes=parts.num_classes, width=args.width)
     reporter = Reporter(round_log_path(out / "labels.sqlite"))
-    callback = ActiveLabCallback(parts.oracle, query_size=args.query_size, seed=args.seed,
-                                 true_labels=parts.true_labels, reporter=reporter)
+    callback = ActiveLabCallback(
+        parts.oracle,
+        query_size=args.query_size,
+        seed=args.seed,
+        true_labels=parts.true_labels,
+        reporter=reporter,
+    )
     loggers = [CSVLogger(str(out), name="csv")]
-    loop = ActiveLearningLoop(model, parts.datamodule, callback, trainer_kwargs={"max_epochs": args.max_epochs},
-                              rounds=args.rounds, seed=args.seed, loggers=loggers)
+    loop = ActiveLearningLoop(
+        model,
+        parts.datamodule,
+        callback,
+        trainer_kwargs={"max_epochs": args.max_epochs},
+        rounds=args.rounds,
+        seed=args.seed,
+        loggers=loggers,
+    )
     for row in loop.run():
         if row["test"]:
             reporter.log_evaluation(row["round"], row["test"], loggers=loggers)

@@ -22,7 +22,9 @@ from activelab_lightning.reporting import Reporter, round_log_path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--rounds", type=int, default=3)
@@ -34,21 +36,40 @@ def main() -> None:
     out = Path(args.out_dir)
     pl.seed_everything(args.seed)
 
-    parts = WallRobotExperiment(standardize=True, batch_size=32).build(store_path=out / "labels.sqlite",
-                                                                        seed=args.seed)
+    parts = WallRobotExperiment(standardize=True, batch_size=32).build(
+        store_path=out / "labels.sqlite", seed=args.seed
+    )
     model = MLPClassifier(input_dim=4, num_classes=parts.num_classes)
     reporter = Reporter(round_log_path(out / "labels.sqlite"))  # logs on rank 0 only
-    callback = ActiveLabCallback(parts.oracle, query_size=args.query_size, seed=args.seed,
-                                 true_labels=parts.true_labels, reporter=reporter)
-    trainer_kwargs = {"max_epochs": args.max_epochs, "accelerator": args.accelerator, "devices": args.devices,
-                      "strategy": "ddp" if args.devices > 1 else "auto"}
-    loop = ActiveLearningLoop(model, parts.datamodule, callback, trainer_kwargs=trainer_kwargs,
-                              rounds=args.rounds, seed=args.seed, loggers=[CSVLogger(str(out), name="csv")],
-                              test_each_round=False)
+    callback = ActiveLabCallback(
+        parts.oracle,
+        query_size=args.query_size,
+        seed=args.seed,
+        true_labels=parts.true_labels,
+        reporter=reporter,
+    )
+    trainer_kwargs = {
+        "max_epochs": args.max_epochs,
+        "accelerator": args.accelerator,
+        "devices": args.devices,
+        "strategy": "ddp" if args.devices > 1 else "auto",
+    }
+    loop = ActiveLearningLoop(
+        model,
+        parts.datamodule,
+        callback,
+        trainer_kwargs=trainer_kwargs,
+        rounds=args.rounds,
+        seed=args.seed,
+        loggers=[CSVLogger(str(out), name="csv")],
+        test_each_round=False,
+    )
     loop.run()
     if os.environ.get("LOCAL_RANK", "0") == "0":
-        print(f"rounds: {[h['round'] for h in loop.history]}; learning curve: "
-              f"{reporter.finish(out / 'learning_curve.png')}")
+        print(
+            f"rounds: {[h['round'] for h in loop.history]}; learning curve: "
+            f"{reporter.finish(out / 'learning_curve.png')}"
+        )
 
 
 if __name__ == "__main__":

@@ -39,13 +39,26 @@ def main() -> None:
     parts = WallRobotExperiment(standardize=True).build(store_path=out / "labels.sqlite", seed=args.seed)
     model = MLPClassifier(input_dim=4, num_classes=parts.num_classes, hidden_dims=(64, 64), lr=1e-2)
     reporter = Reporter(round_log_path(out / "labels.sqlite"))  # round log + console table
-    callback = ActiveLabCallback(parts.oracle, query_size=args.query_size, strategy="activelab_ensemble",
-                                 seed=args.seed, true_labels=parts.true_labels, reporter=reporter)
+    callback = ActiveLabCallback(
+        parts.oracle,
+        query_size=args.query_size,
+        strategy="activelab_ensemble",
+        seed=args.seed,
+        true_labels=parts.true_labels,
+        reporter=reporter,
+    )
     loggers = [CSVLogger(str(out), name="csv")]
     if not args.no_wandb:
         loggers.append(WandbLogger(save_dir=str(out), project="activelab-quickstart", offline=True))
-    loop = ActiveLearningLoop(model, parts.datamodule, callback, trainer_kwargs={"max_epochs": args.max_epochs},
-                              rounds=args.rounds, seed=args.seed, loggers=loggers)
+    loop = ActiveLearningLoop(
+        model,
+        parts.datamodule,
+        callback,
+        trainer_kwargs={"max_epochs": args.max_epochs},
+        rounds=args.rounds,
+        seed=args.seed,
+        loggers=loggers,
+    )
     history = loop.run()  # resumes from the store if re-run
     for row in history:  # the model of each round, tested after its acquisition
         if row["test"]:

@@ -52,7 +52,9 @@ class FakeLabelStudio:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
-                status, answer = fake.handle(self.command, self.path, self.headers.get("Authorization", ""), body)
+                status, answer = fake.handle(
+                    self.command, self.path, self.headers.get("Authorization", ""), body
+                )
                 raw = b"" if answer is None else json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -65,7 +67,9 @@ class FakeLabelStudio:
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -92,12 +96,26 @@ class FakeLabelStudio:
             task = self.tasks[task_id]
             aid = self._take("annotation")
             stamp = f"2026-01-01T00:00:{aid:02d}Z"
-            task["annotations"].append({
-                "id": aid, "completed_by": user_id, "was_cancelled": cancelled, "task": task_id,
-                "created_at": stamp, "updated_at": stamp,
-                "result": [] if cancelled else [{"from_name": "label", "to_name": "text", "type": "choices",
-                                                 "value": {"choices": [label]}}],
-            })
+            task["annotations"].append(
+                {
+                    "id": aid,
+                    "completed_by": user_id,
+                    "was_cancelled": cancelled,
+                    "task": task_id,
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                    "result": []
+                    if cancelled
+                    else [
+                        {
+                            "from_name": "label",
+                            "to_name": "text",
+                            "type": "choices",
+                            "value": {"choices": [label]},
+                        }
+                    ],
+                }
+            )
             self._relabel(task)
             return aid
 
@@ -151,9 +169,14 @@ class FakeLabelStudio:
             if method == "PATCH":
                 version = body.get("model_version")
                 if version is not None and not any(
-                    p["model_version"] == version for p in self.predictions.values() if p["project"] == project["id"]
+                    p["model_version"] == version
+                    for p in self.predictions.values()
+                    if p["project"] == project["id"]
                 ):
-                    return 400, {"detail": "Validation error", "validation_errors": {"model_version": ["unknown"]}}
+                    return 400, {
+                        "detail": "Validation error",
+                        "validation_errors": {"model_version": ["unknown"]},
+                    }
                 project.update(body)
             return 200, project
         if path.rstrip("/") == "/api/projects":
@@ -161,16 +184,26 @@ class FakeLabelStudio:
                 pid = self._take("project")
                 self.projects[pid] = {"id": pid, "maximum_annotations": 1, "model_version": "", **body}
                 return 201, self.projects[pid]
-            return 200, {"count": len(self.projects), "next": None, "previous": None,
-                         "results": list(self.projects.values())}
+            return 200, {
+                "count": len(self.projects),
+                "next": None,
+                "previous": None,
+                "results": list(self.projects.values()),
+            }
         m = re.fullmatch(r"/api/projects/(\d+)/import", path)
         if m and method == "POST":
             pid = int(m.group(1))
             ids = []
             for item in body:
                 tid = self._take("task")
-                task = {"id": tid, "project": pid, "data": dict(item["data"]), "annotations": [],
-                        "overlap": self.projects[pid].get("maximum_annotations", 1), "is_labeled": False}
+                task = {
+                    "id": tid,
+                    "project": pid,
+                    "data": dict(item["data"]),
+                    "annotations": [],
+                    "overlap": self.projects[pid].get("maximum_annotations", 1),
+                    "is_labeled": False,
+                }
                 self.tasks[tid] = task
                 for pred in item.get("predictions", []):
                     self._add_prediction(tid, pid, pred)
@@ -209,6 +242,11 @@ class FakeLabelStudio:
 
     def _add_prediction(self, task_id: int, project_id: int, pred: dict[str, Any]) -> dict[str, Any]:
         pid = self._take("prediction")
-        self.predictions[pid] = {"id": pid, "task": task_id, "project": project_id,
-                                 "model_version": pred.get("model_version", ""), "score": pred.get("score")}
+        self.predictions[pid] = {
+            "id": pid,
+            "task": task_id,
+            "project": project_id,
+            "model_version": pred.get("model_version", ""),
+            "score": pred.get("score"),
+        }
         return self.predictions[pid]

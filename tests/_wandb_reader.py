@@ -120,6 +120,7 @@ def table_files(root: str | Path, key: str) -> list[dict[str, Any]]:
     run_dir = find_run_file(root).parent
     folder = run_dir / "files" / "media" / "table" / Path(key).parent
     stem = Path(key).name
+
     def step(file: Path) -> int:  # "<stem>_<step>_<hash>.table.json"
         return int(file.name[len(stem) + 1 :].split("_")[0])
 

@@ -8,13 +8,13 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_CONSOLE", "off")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 
-import torch  # noqa: E402
+import torch
 
 torch.set_num_threads(1)
 
 # Property tests: CI (CI=true) runs a fixed, derandomized set of examples so that a green run is
 # reproducible; locally hypothesis explores new examples on every run (and replays failures).
-from hypothesis import settings  # noqa: E402
+from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))

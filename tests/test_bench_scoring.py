@@ -38,4 +38,6 @@ def test_quick_benchmark_runs_and_matches_cleanlab() -> None:
     for row in rows:
         assert float(row["diff"]) <= 1e-9, row.group(0)
         assert float(row["ours"]) > 0, row.group(0)
-    assert re.match(r"min ratio at N = 1e3: [\d.]+x \(M = \d+, K = \d+\); (meets|MISSES)", lines[-1]), lines[-1]
+    assert re.match(r"min ratio at N = 1e3: [\d.]+x \(M = \d+, K = \d+\); (meets|MISSES)", lines[-1]), lines[
+        -1
+    ]

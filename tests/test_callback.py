@@ -123,7 +123,9 @@ def test_crossfit_default_scores_the_labeled_pool_with_out_of_fold_head_predicti
     targets = dm.consensus_labels.clone()
     labels, _ = store.label_matrix(labeled)
     model = TinyMLP(D, K, lr=0.0)  # fixed weights: features and heads can be recomputed by hand
-    callback = quiet(oracle=oracle, query_size=12, seed=3, crossfit_unlabeled=unlabeled_from, strategy="activelab")
+    callback = quiet(
+        oracle=oracle, query_size=12, seed=3, crossfit_unlabeled=unlabeled_from, strategy="activelab"
+    )
     assert callback.out_of_sample == "crossfit"
     fit(callback, dm, model=model, max_epochs=1)
     layer = find_head(model)
@@ -131,13 +133,17 @@ def test_crossfit_default_scores_the_labeled_pool_with_out_of_fold_head_predicti
         probs = torch.softmax(model(x), -1).double()
     heads = fit_crossfit_heads(seen[0][labeled], targets, num_classes=K, folds=5, seed=round_seed(3, 0))
     # default: the unlabeled pool is scored by the heads' mean (one calibration scale for both pools)
-    unlabeled_probs = heads.predict(seen[0][unlabeled]).mean(0) if unlabeled_from == "heads" else probs[unlabeled]
+    unlabeled_probs = (
+        heads.predict(seen[0][unlabeled]).mean(0) if unlabeled_from == "heads" else probs[unlabeled]
+    )
     lab_scores, unl_scores = activelab_scores(labels, heads.oof_probs, unlabeled_probs)
     expected, _ = select_lowest(torch.cat([labeled, unlabeled]), torch.cat([lab_scores, unl_scores]), 12)
     assert list(store.round_record(0).selected_ids) == expected.tolist()
     entry = callback.history[-1]
     assert entry["crossfit_l2"] == heads.l2
-    assert entry["agreement_out_of_fold"] == pytest.approx(float((heads.oof_probs.argmax(1) == targets).double().mean()))
+    assert entry["agreement_out_of_fold"] == pytest.approx(
+        float((heads.oof_probs.argmax(1) == targets).double().mean())
+    )
     # every round reports CROWDLAB's model weight next to the mean annotator weight
     assert entry["model_weight"] is not None and entry["mean_annotator_weight"] is not None
 
@@ -150,8 +156,13 @@ def test_in_sample_guard_warns_once_when_the_model_memorised_its_labels():
     y = torch.randint(0, K, (n,), generator=g)
     store = AnnotationStore(":memory:", num_examples=n + 20, class_names=[f"c{i}" for i in range(K)])
     oracle = SimulatedOracle(torch.cat([y, torch.zeros(20, dtype=torch.long)]), [1.0, 1.0], seed=0)
-    dm = ActiveDataModule(TensorDataset(torch.cat([x, torch.randn(20, D, generator=g)])), store, batch_size=16,
-                          initial_labels=torch.cat([y, torch.full((20,), -1)]), seed=0)
+    dm = ActiveDataModule(
+        TensorDataset(torch.cat([x, torch.randn(20, D, generator=g)])),
+        store,
+        batch_size=16,
+        initial_labels=torch.cat([y, torch.full((20,), -1)]),
+        seed=0,
+    )
     callback = quiet(oracle=oracle, query_size=4, out_of_sample="in_sample")
     with pytest.warns(UserWarning, match="look in-sample"):
         fit(callback, dm, model=TinyMLP(D, K, hidden=256, lr=0.05), max_epochs=150)

@@ -19,15 +19,39 @@ QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 
 def tiny(out_dir: Path, *extra: str) -> list[str]:
     """`activelab run` on the quickstart config, cut to 2 short rounds with a CSV logger in out_dir."""
-    logger = json.dumps([{"class_path": "lightning.pytorch.loggers.CSVLogger",
-                          "init_args": {"save_dir": str(out_dir), "name": "csv"}}])
-    return ["run", "--config", str(QUICKSTART), "--out_dir", str(out_dir), "--loop.rounds", "2",
-            "--trainer.max_epochs", "2", "--callback.query_size", "20", "--trainer.logger", logger,
-            "--console", "false", *extra]
+    logger = json.dumps(
+        [
+            {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(out_dir), "name": "csv"},
+            }
+        ]
+    )
+    return [
+        "run",
+        "--config",
+        str(QUICKSTART),
+        "--out_dir",
+        str(out_dir),
+        "--loop.rounds",
+        "2",
+        "--trainer.max_epochs",
+        "2",
+        "--callback.query_size",
+        "20",
+        "--trainer.logger",
+        logger,
+        "--console",
+        "false",
+        *extra,
+    ]
 
 
 def selections(out_dir: Path) -> list[list[int]]:
-    return [[q["example_id"] for q in r["requests"]] for r in read_round_log(out_dir / "labels.sqlite.rounds.jsonl")]
+    return [
+        [q["example_id"] for q in r["requests"]]
+        for r in read_round_log(out_dir / "labels.sqlite.rounds.jsonl")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +87,14 @@ def test_print_config_round_trips_to_the_same_selections(tiny_run, tmp_path, cap
     path = tmp_path / "printed.yaml"
     path.write_text(printed)
     again = tmp_path / "again"
-    logger = json.dumps([{"class_path": "lightning.pytorch.loggers.CSVLogger",
-                          "init_args": {"save_dir": str(again), "name": "csv"}}])
+    logger = json.dumps(
+        [
+            {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(again), "name": "csv"},
+            }
+        ]
+    )
     assert main(["run", "--config", str(path), "--out_dir", str(again), "--trainer.logger", logger]) == 0
     first, second = selections(tiny_run), selections(again)
     assert len(first) == 2 and all(len(s) == 20 for s in first)
@@ -91,33 +121,52 @@ def expect_error(argv: list[str], capsys, *needles: str) -> str:
 
 def test_misspelled_key_is_named(tmp_path, capsys):
     bad = write(tmp_path, "callback:\n  query_sise: 10\n")
-    expect_error(["run", "--config", str(QUICKSTART), "--config", str(bad), "--out_dir", str(tmp_path / "o")],
-                 capsys, "callback.query_sise", "Did you mean 'callback.query_size'?")
+    expect_error(
+        ["run", "--config", str(QUICKSTART), "--config", str(bad), "--out_dir", str(tmp_path / "o")],
+        capsys,
+        "callback.query_sise",
+        "Did you mean 'callback.query_size'?",
+    )
     assert not (tmp_path / "o").exists()  # nothing built, nothing trained
 
 
 def test_misspelled_class_path_is_named(tmp_path, capsys):
     bad = write(tmp_path, "model:\n  class_path: activelab_lightning.models.MLPClassifer\n")
-    expect_error(["run", "--config", str(QUICKSTART), "--config", str(bad), "--out_dir", str(tmp_path / "o")],
-                 capsys, "MLPClassifer", "Did you mean class_path: activelab_lightning.models.MLPClassifier?")
+    expect_error(
+        ["run", "--config", str(QUICKSTART), "--config", str(bad), "--out_dir", str(tmp_path / "o")],
+        capsys,
+        "MLPClassifer",
+        "Did you mean class_path: activelab_lightning.models.MLPClassifier?",
+    )
     assert not (tmp_path / "o").exists()
 
 
 def test_misspelled_command_line_option_is_named(tmp_path, capsys):
-    expect_error(tiny(tmp_path / "o", "--loops.rounds", "3"), capsys, "loops.rounds", "Did you mean 'loop.rounds'?")
+    expect_error(
+        tiny(tmp_path / "o", "--loops.rounds", "3"), capsys, "loops.rounds", "Did you mean 'loop.rounds'?"
+    )
 
 
 def test_wrong_type_names_key_and_expected_type(tmp_path, capsys):
-    expect_error(tiny(tmp_path / "o", "--callback.query_size", "many"), capsys,
-                 "callback.query_size", "int", "many")
+    expect_error(
+        tiny(tmp_path / "o", "--callback.query_size", "many"), capsys, "callback.query_size", "int", "many"
+    )
     assert not (tmp_path / "o").exists()
 
 
 def test_missing_data_path_names_the_key(tmp_path, capsys):
-    bad = write(tmp_path, "data:\n  class_path: activelab_lightning.experiments.Cifar10Experiment\n"
-                          f"  init_args:\n    path: {tmp_path / 'missing' / 'cifar10_test.npz'}\n")
-    expect_error(["run", "--config", str(QUICKSTART), "--config", str(bad), "--out_dir", str(tmp_path / "o")],
-                 capsys, "data.init_args.path", "cifar10_test.npz", "no such file")
+    bad = write(
+        tmp_path,
+        "data:\n  class_path: activelab_lightning.experiments.Cifar10Experiment\n"
+        f"  init_args:\n    path: {tmp_path / 'missing' / 'cifar10_test.npz'}\n",
+    )
+    expect_error(
+        ["run", "--config", str(QUICKSTART), "--config", str(bad), "--out_dir", str(tmp_path / "o")],
+        capsys,
+        "data.init_args.path",
+        "cifar10_test.npz",
+        "no such file",
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -160,7 +209,9 @@ def test_status_of_a_missing_store(tmp_path, capsys):
 def make_cifar_like(folder: Path, n: int = 48) -> tuple[Path, Path]:
     """A tiny stand-in for cifar10_test.npz / cifar10h_counts.npz (random images, the same layout)."""
     rng = np.random.default_rng(0)
-    names = np.array(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"])
+    names = np.array(
+        ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    )
     y = np.arange(n) % 10
     x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
     counts = rng.integers(0, 3, size=(n, 10)).astype(np.int16)
@@ -177,12 +228,41 @@ def make_cifar_like(folder: Path, n: int = 48) -> tuple[Path, Path]:
 def test_cifar10_config_runs_on_a_tiny_stand_in(tmp_path):
     images, counts = make_cifar_like(tmp_path / "data")
     out = tmp_path / "out"
-    logger = json.dumps([{"class_path": "lightning.pytorch.loggers.CSVLogger",
-                          "init_args": {"save_dir": str(out), "name": "csv"}}])
-    argv = ["run", "--config", str(ROOT / "configs" / "cifar10.yaml"), "--data.path", str(images),
-            "--data.counts_path", str(counts), "--data.test_size", "8", "--data.initial_labeled", "16", "--model.width", "4",
-            "--loop.rounds", "1", "--trainer.max_epochs", "1", "--callback.query_size", "5",
-            "--out_dir", str(out), "--trainer.logger", logger, "--console", "false"]
+    logger = json.dumps(
+        [
+            {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(out), "name": "csv"},
+            }
+        ]
+    )
+    argv = [
+        "run",
+        "--config",
+        str(ROOT / "configs" / "cifar10.yaml"),
+        "--data.path",
+        str(images),
+        "--data.counts_path",
+        str(counts),
+        "--data.test_size",
+        "8",
+        "--data.initial_labeled",
+        "16",
+        "--model.width",
+        "4",
+        "--loop.rounds",
+        "1",
+        "--trainer.max_epochs",
+        "1",
+        "--callback.query_size",
+        "5",
+        "--out_dir",
+        str(out),
+        "--trainer.logger",
+        logger,
+        "--console",
+        "false",
+    ]
     assert main(argv) == 0
     (record,) = read_round_log(out / "labels.sqlite.rounds.jsonl")
     assert len(record["requests"]) == 5
@@ -216,13 +296,31 @@ def test_quickstart_config_with_offline_wandb(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    loggers = json.dumps([
-        {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path), "name": "csv"}},
-        {"class_path": "lightning.pytorch.loggers.WandbLogger",
-         "init_args": {"save_dir": str(tmp_path), "project": "activelab-quickstart", "offline": True}},
-    ])
-    argv = ["run", "--config", str(QUICKSTART), "--out_dir", str(tmp_path), "--loop.rounds", "2",
-            "--trainer.max_epochs", "2", "--trainer.logger", loggers]
+    loggers = json.dumps(
+        [
+            {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(tmp_path), "name": "csv"},
+            },
+            {
+                "class_path": "lightning.pytorch.loggers.WandbLogger",
+                "init_args": {"save_dir": str(tmp_path), "project": "activelab-quickstart", "offline": True},
+            },
+        ]
+    )
+    argv = [
+        "run",
+        "--config",
+        str(QUICKSTART),
+        "--out_dir",
+        str(tmp_path),
+        "--loop.rounds",
+        "2",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.logger",
+        loggers,
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "round 0" in out and "round 1" in out and "all rounds" in out
@@ -244,8 +342,19 @@ def test_human_answers_by_file_exit_75_then_resume(tmp_path, capsys):
     from activelab_lightning.errors import EXIT_WAITING_FOR_LABELS
 
     human = tmp_path / "human"
-    argv = tiny(tmp_path / "out", "--loop.rounds", "1", "--trainer.max_epochs", "1", "--callback.query_size", "3",
-                "--oracle", "activelab_lightning.experiments.FileAnswers", "--oracle.directory", str(human))
+    argv = tiny(
+        tmp_path / "out",
+        "--loop.rounds",
+        "1",
+        "--trainer.max_epochs",
+        "1",
+        "--callback.query_size",
+        "3",
+        "--oracle",
+        "activelab_lightning.experiments.FileAnswers",
+        "--oracle.directory",
+        str(human),
+    )
     assert main(argv) == EXIT_WAITING_FOR_LABELS
     assert "waiting for 3 labels" in capsys.readouterr().err
     with open(human / "requests" / "round_000.csv", newline="") as fh:
@@ -256,7 +365,9 @@ def test_human_answers_by_file_exit_75_then_resume(tmp_path, capsys):
         writer.writerows([[r["example_id"], "alice", "Move-Forward"] for r in requests])
     assert main(argv) == 0
     (record,) = read_round_log(tmp_path / "out" / "labels.sqlite.rounds.jsonl")
-    assert sorted(a["example_id"] for a in record["answers"]) == sorted(int(r["example_id"]) for r in requests)
+    assert sorted(a["example_id"] for a in record["answers"]) == sorted(
+        int(r["example_id"]) for r in requests
+    )
     assert {a["annotator_id"] for a in record["answers"]} == {"alice"}
 
 
@@ -317,7 +428,8 @@ def test_cifar10_experiment_validates_its_files(tmp_path):
     assert len(parts.datamodule.labeled_ids) == 6
     with pytest.raises(ValueError, match=r"data.init_args.test_size=20: must be in 1 .. 19"):
         Cifar10Experiment(path=str(images), counts_path=str(counts), test_size=20).build(
-            store_path=":memory:", seed=0)
+            store_path=":memory:", seed=0
+        )
 
 
 def test_simulated_annotators_spec_replaces_the_oracle():

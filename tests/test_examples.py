@@ -16,10 +16,22 @@ EXAMPLES = ROOT / "examples"
 
 
 def run_example(name: str, *args: str, timeout: int = 120) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
-           "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "PYTHONWARNINGS": "ignore",
+    }
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -33,8 +45,17 @@ def test_drop_in_example():
 
 @pytest.mark.slow
 def test_quickstart_example(tmp_path):
-    out = run_example("quickstart.py", "--rounds", "2", "--max-epochs", "1", "--query-size", "20",
-                      "--out-dir", str(tmp_path))
+    out = run_example(
+        "quickstart.py",
+        "--rounds",
+        "2",
+        "--max-epochs",
+        "1",
+        "--query-size",
+        "20",
+        "--out-dir",
+        str(tmp_path),
+    )
     assert "learning curve" in out
     rounds = read_round_log(tmp_path / "labels.sqlite.rounds.jsonl")
     assert [r["round"] for r in rounds] == [0, 1] and all(len(r["requests"]) == 20 for r in rounds)
@@ -47,9 +68,25 @@ def test_cifar10_example_on_a_tiny_stand_in(tmp_path):
     from test_cli import make_cifar_like
 
     make_cifar_like(tmp_path / "data", n=40)
-    out = run_example("cifar10.py", "--data-dir", str(tmp_path / "data"), "--test-size", "8",
-                      "--initial-labeled", "12", "--rounds", "1", "--max-epochs", "1", "--query-size", "4",
-                      "--width", "4", "--out-dir", str(tmp_path / "out"))
+    out = run_example(
+        "cifar10.py",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--test-size",
+        "8",
+        "--initial-labeled",
+        "12",
+        "--rounds",
+        "1",
+        "--max-epochs",
+        "1",
+        "--query-size",
+        "4",
+        "--width",
+        "4",
+        "--out-dir",
+        str(tmp_path / "out"),
+    )
     assert "learning curve" in out
     (record,) = read_round_log(tmp_path / "out" / "labels.sqlite.rounds.jsonl")
     assert len(record["requests"]) == 4
@@ -58,8 +95,15 @@ def test_cifar10_example_on_a_tiny_stand_in(tmp_path):
 @pytest.mark.slow
 def test_cifar10_example_names_a_missing_data_dir(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "cifar10.py"), "--data-dir", str(tmp_path)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "cifar10.py"), "--data-dir", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "data.init_args.path" in proc.stderr and "no such file" in proc.stderr
 
@@ -67,8 +111,20 @@ def test_cifar10_example_names_a_missing_data_dir(tmp_path):
 @pytest.mark.slow
 @pytest.mark.ddp
 def test_ddp_example_two_processes(tmp_path):
-    out = run_example("ddp.py", "--devices", "2", "--rounds", "2", "--max-epochs", "1", "--query-size", "20",
-                      "--out-dir", str(tmp_path), timeout=240)
+    out = run_example(
+        "ddp.py",
+        "--devices",
+        "2",
+        "--rounds",
+        "2",
+        "--max-epochs",
+        "1",
+        "--query-size",
+        "20",
+        "--out-dir",
+        str(tmp_path),
+        timeout=240,
+    )
     assert "rounds: [0, 1]" in out
     rounds = read_round_log(tmp_path / "labels.sqlite.rounds.jsonl")
     # rank 0 alone writes the round log: one entry per round, not one per rank

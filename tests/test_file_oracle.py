@@ -33,7 +33,9 @@ def read_tasks(path):
 def ask_round(store, oracle, round, ids, *, kind="new"):
     """The callback's protocol by hand: begin the round, ask the pending requests, store the answers."""
     if store.round_record(round) is None:
-        store.begin_round(round, seed=round, requests=[LabelRequest(e, 0.1 * i, kind, round) for i, e in enumerate(ids)])
+        store.begin_round(
+            round, seed=round, requests=[LabelRequest(e, 0.1 * i, kind, round) for i, e in enumerate(ids)]
+        )
     response = oracle.request(store.pending_requests(round))
     store.record_response(response)
     return response
@@ -46,19 +48,30 @@ def test_two_rounds_through_the_callback_wait_resume_and_use_the_answers(tmp_pat
     store = AnnotationStore(tmp_path / "labels.db", num_examples=n, class_names=CLASSES)
     ctx_store[:] = [store]
     seeding = SimulatedOracle(y, [0.9, 0.8, 0.85], seed=0)
-    dm = ActiveDataModule(TensorDataset(x), store, batch_size=16, inference_batch_size=32, initial_labeled=20,
-                          initial_labels=seeding, seed=0)
+    dm = ActiveDataModule(
+        TensorDataset(x),
+        store,
+        batch_size=16,
+        inference_batch_size=32,
+        initial_labeled=20,
+        initial_labels=seeding,
+        seed=0,
+    )
     oracle = FileOracle(tmp_path, CLASSES, store=store)
     answers = tmp_path / "answers.csv"
 
     def run():
         pl.seed_everything(0, verbose=False)
-        callback = ActiveLabCallback(oracle=oracle, query_size=6, strategy=RecordingActiveLab(), reporter=None)
+        callback = ActiveLabCallback(
+            oracle=oracle, query_size=6, strategy=RecordingActiveLab(), reporter=None
+        )
         fast_trainer(callbacks=[callback], max_epochs=2).fit(TinyMLP(4, k), datamodule=dm)
         return callback
 
     before = len(store)
-    with pytest.raises(WaitingForLabels, match=r"waiting for 6 labels \(round 0\): answers expected in .*answers.csv"):
+    with pytest.raises(
+        WaitingForLabels, match=r"waiting for 6 labels \(round 0\): answers expected in .*answers.csv"
+    ):
         run()
     tasks = read_tasks(tmp_path / "requests" / "round_000.jsonl")
     asked = [t["data"]["example_id"] for t in tasks]
@@ -125,8 +138,12 @@ ctx_store: list = []
 def _oracle_rows(store):
     matrix, annotators = store.label_matrix()
     ids = store.labeled_ids().tolist()
-    return [{"example_id": ids[i], "annotator_id": annotators[j], "label": int(matrix[i, j])}
-            for i in range(len(ids)) for j in range(len(annotators)) if not torch.isnan(matrix[i, j])]
+    return [
+        {"example_id": ids[i], "annotator_id": annotators[j], "label": int(matrix[i, j])}
+        for i in range(len(ids))
+        for j in range(len(annotators))
+        if not torch.isnan(matrix[i, j])
+    ]
 
 
 # ----------------------------------------------------------------------------- answers
@@ -144,11 +161,14 @@ def test_jsonl_answers_labels_by_index_and_repeated_import_is_idempotent(tmp_pat
         '["a list"]\n'
     )
     response = ask_round(store, oracle, 0, [1, 2, 3])
-    assert sorted((a.example_id, a.annotator_id, a.label, a.source, a.request_id) for a in response.annotations) == [
-        (1, "alice", 2, "oracle:file", "r0:e1"), (2, "bob", 1, "oracle:file", "r0:e2")]
+    assert sorted(
+        (a.example_id, a.annotator_id, a.label, a.source, a.request_id) for a in response.annotations
+    ) == [(1, "alice", 2, "oracle:file", "r0:e1"), (2, "bob", 1, "oracle:file", "r0:e2")]
     assert [r.example_id for r in response.pending] == [3]
     assert [(p.line, p.reason.split(" (")[0]) for p in oracle.problems] == [
-        (4, "not valid JSON"), (5, "expected a JSON object with keys ['example_id', 'annotator_id', 'label'], got ['a list']")]
+        (4, "not valid JSON"),
+        (5, "expected a JSON object with keys ['example_id', 'annotator_id', 'label'], got ['a list']"),
+    ]
     again = oracle.request(store.requests(0))  # everything, answered or not
     assert again.annotations == () and len(store) == 2
 
@@ -161,7 +181,9 @@ def test_a_line_never_changes_a_stored_label(tmp_path, store):
     response = ask_round(store, oracle, 0, [1, 2])
     assert [(a.example_id, a.label) for a in response.annotations] == [(2, 1)]
     (problem,) = oracle.problems
-    assert problem.line == 2 and "already labeled example 1 as 'cat'; the stored label is kept" in problem.reason
+    assert (
+        problem.line == 2 and "already labeled example 1 as 'cat'; the stored label is kept" in problem.reason
+    )
     assert store.label_matrix([1])[0].tolist() == [[0.0]]
 
 
@@ -258,7 +280,11 @@ def test_png_writer_shapes_and_errors(tmp_path):
 
 
 def test_parse_label():
-    assert parse_label("bird", CLASSES) == 2 and parse_label(1, CLASSES) == 1 and parse_label(" CAT", CLASSES) == 0
+    assert (
+        parse_label("bird", CLASSES) == 2
+        and parse_label(1, CLASSES) == 1
+        and parse_label(" CAT", CLASSES) == 0
+    )
     assert parse_label("1", ["0", "1"]) == 1 and parse_label("0", ["1", "0"]) == 1  # names win over indices
     with pytest.raises(ValueError, match=r"label 'zebra' is not in the class list \['cat', 'dog', 'bird'\]"):
         parse_label("zebra", CLASSES)

@@ -37,8 +37,13 @@ _KEYS = ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_PID", "LABEL_
 def _script(command: str, env: dict[str, str], timeout: float = 420) -> dict[str, str]:
     """Run ``source .ci/label_studio.sh <command>`` and return the LABEL_STUDIO_* variables it exported."""
     out = subprocess.run(
-        ["bash", "-c", f'source "{SCRIPT}" {command} && env'], check=False, env={**os.environ, **env}, cwd=REPO,
-        capture_output=True, text=True, timeout=timeout,
+        ["bash", "-c", f'source "{SCRIPT}" {command} && env'],
+        check=False,
+        env={**os.environ, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if out.returncode != 0:
         raise RuntimeError(f".ci/label_studio.sh {command} failed:\n{out.stderr[-3000:]}")
@@ -54,7 +59,9 @@ class Server:
 
     def call(self, method: str, path: str, body=None):
         req = urllib.request.Request(
-            self.url + path, method=method, data=None if body is None else json.dumps(body).encode(),
+            self.url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
             headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -63,13 +70,27 @@ class Server:
 
     def add_user(self, tag: str) -> tuple[int, str]:
         email = f"{tag}-{uuid.uuid4().hex[:8]}@example.com"
-        return self.call("POST", "/api/users/", {"email": email, "username": email.split("@")[0]})["id"], email
+        return self.call("POST", "/api/users/", {"email": email, "username": email.split("@")[0]})[
+            "id"
+        ], email
 
     def annotate(self, task_id: int, user_id: int, label: str) -> None:
-        self.call("POST", f"/api/tasks/{task_id}/annotations/", {
-            "completed_by": user_id, "lead_time": 1.5,
-            "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}],
-        })
+        self.call(
+            "POST",
+            f"/api/tasks/{task_id}/annotations/",
+            {
+                "completed_by": user_id,
+                "lead_time": 1.5,
+                "result": [
+                    {
+                        "from_name": "label",
+                        "to_name": "text",
+                        "type": "choices",
+                        "value": {"choices": [label]},
+                    }
+                ],
+            },
+        )
 
     def tasks(self, project_id: int) -> list[dict]:
         return self.call("GET", f"/api/tasks/?project={project_id}&fields=all&page_size=1000")["tasks"]
@@ -85,7 +106,9 @@ class Server:
 def server():
     if os.environ.get("LABEL_STUDIO_URL"):
         if not os.environ.get("LABEL_STUDIO_API_KEY"):
-            pytest.fail("LABEL_STUDIO_URL is set but LABEL_STUDIO_API_KEY is not; export the server's API token")
+            pytest.fail(
+                "LABEL_STUDIO_URL is set but LABEL_STUDIO_API_KEY is not; export the server's API token"
+            )
         yield Server({k: os.environ[k] for k in _KEYS if k in os.environ})
         return
     # No server given: start a throw-away one. The script installs label-studio into $LS_VENV first
@@ -106,8 +129,9 @@ def store(tmp_path):
 def make_oracle(store, title: str, **kwargs) -> LabelStudioOracle:
     kwargs.setdefault("retries", 2)
     kwargs.setdefault("backoff", 0.2)
-    return LabelStudioOracle(list(CLASSES), store=store, project_title=title,
-                             show_fn=lambda e: f"sensor reading {e}", **kwargs)
+    return LabelStudioOracle(
+        list(CLASSES), store=store, project_title=title, show_fn=lambda e: f"sensor reading {e}", **kwargs
+    )
 
 
 def begin(store, round, ids):
@@ -140,16 +164,16 @@ def test_two_rounds_with_three_real_annotators(server, store, monkeypatch):
     assert sorted(task) == [0, 1, 2, 3, 4, 5]
     assert {r: int(t) for r, t in store.external_ids(SYSTEM).items()} == {f"r0:e{e}": task[e] for e in task}
     server.annotate(task[0], u0, "cat")
-    server.annotate(task[0], u0, "dog")      # the same user twice: the latest counts
+    server.annotate(task[0], u0, "dog")  # the same user twice: the latest counts
     server.annotate(task[1], u1, "bird")
     server.annotate(task[2], u2, "cat")
     server.annotate(task[3], u0, "bird")
-    server.annotate(task[5], u2, "zebra")    # not in the config: Label Studio accepts it, we do not
+    server.annotate(task[5], u2, "zebra")  # not in the config: Label Studio accepts it, we do not
     response = step(oracle, store, 0)
     assert sorted(r.example_id for r in response.pending) == [4, 5]
     assert any("'zebra'" in p.reason for p in oracle.problems)
     server.annotate(task[4], u1, "dog")
-    server.annotate(task[5], u0, "bird")     # the overlap was raised for a second annotator
+    server.annotate(task[5], u0, "bird")  # the overlap was raised for a second annotator
     step(oracle, store, 0)
     assert store.round_record(0).status == "completed"
 
@@ -178,12 +202,23 @@ def test_two_rounds_with_three_real_annotators(server, store, monkeypatch):
     assert tasks[0]["overlap"] == 3 and tasks[0]["data"]["request_id"] == "r1:e0"
 
     expected = {
-        (0, e0): 1, (1, e1): 2, (2, e2): 0, (3, e0): 2, (4, e1): 1, (5, e0): 2,
-        (0, e1): 1, (1, e2): 2, (6, e0): 0,
+        (0, e0): 1,
+        (1, e1): 2,
+        (2, e2): 0,
+        (3, e0): 2,
+        (4, e1): 1,
+        (5, e0): 2,
+        (0, e1): 1,
+        (1, e2): 2,
+        (6, e0): 0,
     }
     matrix, annotators = store.label_matrix(list(range(7)))
-    stored = {(i, annotators[j]): int(matrix[i, j]) for i in range(7) for j in range(len(annotators))
-              if matrix[i, j] == matrix[i, j]}
+    stored = {
+        (i, annotators[j]): int(matrix[i, j])
+        for i in range(7)
+        for j in range(len(annotators))
+        if matrix[i, j] == matrix[i, j]
+    }
     assert stored == expected and len(store) == len(expected)  # each annotation exactly once
     assert store.annotator_counts() == {e0: 4, e1: 3, e2: 2}
 
@@ -198,7 +233,9 @@ def test_wrong_token_is_a_clear_error_and_nothing_is_lost(server, store, monkeyp
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "not-the-right-token-123456")
     begin(store, 0, [1, 2])
     oracle = make_oracle(store, f"activelab-it-{uuid.uuid4().hex[:8]}")
-    with pytest.raises(OracleUnavailable, match=r"refused the token in \$LABEL_STUDIO_API_KEY \(HTTP 401") as err:
+    with pytest.raises(
+        OracleUnavailable, match=r"refused the token in \$LABEL_STUDIO_API_KEY \(HTTP 401"
+    ) as err:
         oracle.request(store.pending_requests(0))
     assert "not-the-right-token" not in str(err.value)
     assert len(store) == 0 and len(store.pending_requests(0)) == 2 and store.external_ids(SYSTEM) == {}
@@ -206,8 +243,10 @@ def test_wrong_token_is_a_clear_error_and_nothing_is_lost(server, store, monkeyp
 
 def test_server_stopped_mid_round_then_resumed(server, store, monkeypatch):
     if "LABEL_STUDIO_DATA_DIR" not in server.env:
-        pytest.fail("this test restarts the server: start it with `source .ci/label_studio.sh start`, which exports "
-                    "LABEL_STUDIO_DATA_DIR")
+        pytest.fail(
+            "this test restarts the server: start it with `source .ci/label_studio.sh start`, which exports "
+            "LABEL_STUDIO_DATA_DIR"
+        )
     monkeypatch.setenv("LABEL_STUDIO_URL", server.url)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.token)
     (u0, e0), (u1, e1) = server.add_user("down0"), server.add_user("down1")
@@ -219,11 +258,16 @@ def test_server_stopped_mid_round_then_resumed(server, store, monkeypatch):
     server.annotate(task[8], u1, "dog")
     server.pause()
     try:
-        with pytest.raises(OracleUnavailable, match=r"did not answer .* after 3 attempts.*Nothing stored was lost"):
+        with pytest.raises(
+            OracleUnavailable, match=r"did not answer .* after 3 attempts.*Nothing stored was lost"
+        ):
             oracle.request(store.pending_requests(0))
         assert len(store) == 0 and len(store.pending_requests(0)) == 2
     finally:
         server.resume()
     response = step(oracle, store, 0)
-    assert sorted((a.example_id, a.annotator_id, a.label) for a in response.annotations) == [(7, e0, 0), (8, e1, 1)]
+    assert sorted((a.example_id, a.annotator_id, a.label) for a in response.annotations) == [
+        (7, e0, 0),
+        (8, e1, 1),
+    ]
     assert store.round_record(0).status == "completed" and len(server.tasks(oracle.project_id)) == 2

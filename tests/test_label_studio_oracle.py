@@ -84,7 +84,7 @@ def test_round_trip_records_task_ids_and_annotator_emails(env, store):
     assert set(ids) == {"r0:e3", "r0:e7"}
     project = env.projects[oracle.project_id]
     assert project["sampling"] == "Uncertainty sampling" and project["model_version"] == "activelab-r0"
-    assert "<Choice value=\"bird\"/>" in project["label_config"]
+    assert '<Choice value="bird"/>' in project["label_config"]
     task = env.tasks[int(ids["r0:e3"])]
     assert task["data"]["example_id"] == 3 and task["data"]["request_id"] == "r0:e3"
     assert task["data"]["text"] == "example 3"
@@ -95,7 +95,9 @@ def test_round_trip_records_task_ids_and_annotator_emails(env, store):
     env.annotate(int(ids["r0:e7"]), bob, "bird")
     second = step(oracle, store, 0)
     assert second.pending == ()
-    assert sorted((a.example_id, a.annotator_id, a.label, a.request_id, a.source) for a in second.annotations) == [
+    assert sorted(
+        (a.example_id, a.annotator_id, a.label, a.request_id, a.source) for a in second.annotations
+    ) == [
         (3, "alice@example.com", 1, "r0:e3", "oracle:label_studio"),
         (7, "bob@example.com", 2, "r0:e7", "oracle:label_studio"),
     ]
@@ -149,11 +151,15 @@ def test_relabel_reuses_the_task_and_raises_its_overlap(env, store):
     assert task["overlap"] == 2 and task["is_labeled"] is False
     assert task["data"]["request_id"] == "r1:e6" and task["data"]["kind"] == "relabel"
     assert env.projects[1]["model_version"] == "activelab-r1"
-    assert any(p["task"] == task_id and p["model_version"] == "activelab-r1" for p in env.predictions.values())
+    assert any(
+        p["task"] == task_id and p["model_version"] == "activelab-r1" for p in env.predictions.values()
+    )
     assert response.annotations == () and len(response.pending) == 1  # alice's label is not an answer
     env.annotate(task_id, bob, "dog")
     response = step(oracle, store, 1)
-    assert [(a.annotator_id, a.label, a.request_id) for a in response.annotations] == [("bob@example.com", 1, "r1:e6")]
+    assert [(a.annotator_id, a.label, a.request_id) for a in response.annotations] == [
+        ("bob@example.com", 1, "r1:e6")
+    ]
     matrix, annotators = store.label_matrix([6])
     assert annotators == ["alice@example.com", "bob@example.com"] and matrix.tolist() == [[0.0, 1.0]]
 
@@ -169,7 +175,9 @@ def test_label_not_in_config_is_reported_and_skipped(env, store, caplog):
         response = step(oracle, store, 0)
     assert response.annotations == () and len(response.pending) == 1
     (problem,) = oracle.problems
-    assert problem.line == task_id and "'zebra'" in problem.reason and "not in the class list" in problem.reason
+    assert (
+        problem.line == task_id and "'zebra'" in problem.reason and "not in the class list" in problem.reason
+    )
     assert "zebra" in caplog.text
     assert env.tasks[task_id]["overlap"] == 2 and env.tasks[task_id]["is_labeled"] is False  # room for bob
     env.annotate(task_id, bob, "bird")
@@ -249,7 +257,9 @@ def test_wrong_token_fails_at_once_without_leaking_it(env, store, monkeypatch):
     new_round(store, 0, [1])
     sleep = FakeSleep()
     oracle = make_oracle(store, sleep=sleep)
-    with pytest.raises(OracleUnavailable, match=r"refused the token in \$LABEL_STUDIO_API_KEY \(HTTP 401") as err:
+    with pytest.raises(
+        OracleUnavailable, match=r"refused the token in \$LABEL_STUDIO_API_KEY \(HTTP 401"
+    ) as err:
         oracle.request(store.pending_requests(0))
     assert "wrong-secret-token-42" not in str(err.value) and "wrong-secret-token-42" not in repr(oracle)
     assert len(env.calls) == 1 and sleep.delays == []
@@ -267,7 +277,9 @@ def test_server_down_mid_round_then_resume(env, store):
     env.stop()
     sleep = FakeSleep()
     down = make_oracle(store, sleep=sleep, retries=2, backoff=0.25)
-    with pytest.raises(OracleUnavailable, match=r"did not answer GET .* after 3 attempts .*Nothing stored was lost"):
+    with pytest.raises(
+        OracleUnavailable, match=r"did not answer GET .* after 3 attempts .*Nothing stored was lost"
+    ):
         down.request(store.pending_requests(0))
     assert sleep.delays == [0.25, 0.5]
     assert len(store) == 1 and store.pending_requests(0)[0].example_id == 2
@@ -289,9 +301,15 @@ def test_personal_access_token_is_exchanged_for_a_bearer_token(env, store):
 
 
 def test_reused_project_with_other_classes_is_refused(env):
-    env.handle("POST", "/api/projects/", f"Token {TOKEN}",
-               {"title": "activelab", "label_config": label_config(["x", "y"])})
-    with pytest.raises(ValueError, match=r"has choices \['x', 'y'\].*class_names is \['cat', 'dog', 'bird'\]"):
+    env.handle(
+        "POST",
+        "/api/projects/",
+        f"Token {TOKEN}",
+        {"title": "activelab", "label_config": label_config(["x", "y"])},
+    )
+    with pytest.raises(
+        ValueError, match=r"has choices \['x', 'y'\].*class_names is \['cat', 'dog', 'bird'\]"
+    ):
         make_oracle().request([LabelRequest(1, 0.1, "new", 0)])
 
 
@@ -324,8 +342,13 @@ def test_constructor_errors(monkeypatch):
 def test_image_tasks_carry_png_data_urls(env, store):
     import torch
 
-    oracle = LabelStudioOracle(list(CLASSES), store=store, data_type="image", sleep=FakeSleep(),
-                               show_fn=lambda e: torch.rand(1, 8, 8))
+    oracle = LabelStudioOracle(
+        list(CLASSES),
+        store=store,
+        data_type="image",
+        sleep=FakeSleep(),
+        show_fn=lambda e: torch.rand(1, 8, 8),
+    )
     new_round(store, 0, [3])
     oracle.request(store.pending_requests(0))
     (task,) = env.project_tasks(1)

@@ -34,8 +34,13 @@ from activelab_lightning.records import Annotation, LabelRequest, OracleResponse
 
 
 def req(example_id: int, round: int = 0, existing: tuple[str, ...] = ()) -> LabelRequest:
-    return LabelRequest(example_id=example_id, score=0.0, kind="relabel" if existing else "new", round=round,
-                        existing_annotators=existing)
+    return LabelRequest(
+        example_id=example_id,
+        score=0.0,
+        kind="relabel" if existing else "new",
+        round=round,
+        existing_annotators=existing,
+    )
 
 
 def answers(response: OracleResponse) -> dict[str, tuple[str, int]]:
@@ -65,7 +70,9 @@ def test_noise_matrix_from_trace_has_exact_trace_unit_columns_and_is_valid():
 
 def test_noise_matrix_generator_handles_two_classes_and_many_classes():
     nm2 = generate_noise_matrix_from_trace(2, 1.6, seed=0)
-    assert float(nm2.trace()) == pytest.approx(1.6) and torch.allclose(nm2.sum(0), torch.ones(2, dtype=torch.float64))
+    assert float(nm2.trace()) == pytest.approx(1.6) and torch.allclose(
+        nm2.sum(0), torch.ones(2, dtype=torch.float64)
+    )
     nm10 = generate_noise_matrix_from_trace(10, 7.0, seed=3)
     assert float(nm10.trace()) == pytest.approx(7.0) and noise_matrix_is_valid(nm10, torch.full((10,), 0.1))
 
@@ -148,7 +155,12 @@ def test_simulated_oracle_satisfies_protocol_and_fills_annotation_fields(true_la
     response = oracle.request([req(3, round=2), req(8, round=2)])
     assert [a.example_id for a in response.annotations] == [3, 8]
     a = response.annotations[0]
-    assert isinstance(a, Annotation) and a.round == 2 and a.source == "oracle:simulated" and a.request_id == "r2:e3"
+    assert (
+        isinstance(a, Annotation)
+        and a.round == 2
+        and a.source == "oracle:simulated"
+        and a.request_id == "r2:e3"
+    )
     assert a.annotator_id in oracle.annotator_ids and oracle.annotator_ids[0] == "sim-00"
     assert response.pending == () and response.exhausted == ()
     assert oracle.request([]) == OracleResponse(annotations=())
@@ -198,7 +210,10 @@ def test_simulated_label_is_a_fixed_function_of_example_and_annotator(true_label
         assert int(oracle.label_of([ann.example_id], [ann.annotator_id])[0]) == ann.label
     pool_oracle = SimulatedOracle(true_labels, 4, seed=4)
     for ann in pool_oracle.request([req(i, round=1, existing=("sim-02",)) for i in range(50)]).annotations:
-        assert int(pool_oracle.label_pool[ann.example_id, pool_oracle.annotator_ids.index(ann.annotator_id)]) == ann.label
+        assert (
+            int(pool_oracle.label_pool[ann.example_id, pool_oracle.annotator_ids.index(ann.annotator_id)])
+            == ann.label
+        )
     with pytest.raises(ValueError, match="unknown annotator id 'nobody'"):
         oracle.label_of([0], "nobody")
 
@@ -234,8 +249,11 @@ def test_simulated_paper_roster_uses_one_noise_matrix_from_the_trace(true_labels
     assert abs(float(oracle.accuracies.mean()) - expected) < 0.03
     assert torch.allclose(oracle.confusion_matrices.sum(-1), torch.ones(30, 4, dtype=torch.float64))
     custom = SimulatedOracle(true_labels, 3, noise_trace=2.4, seed=0, annotator_prefix="bot-")
-    assert float(custom.noise_matrix.trace()) == pytest.approx(2.4) and custom.annotator_ids == ("bot-00", "bot-01",
-                                                                                                 "bot-02")
+    assert float(custom.noise_matrix.trace()) == pytest.approx(2.4) and custom.annotator_ids == (
+        "bot-00",
+        "bot-01",
+        "bot-02",
+    )
 
 
 def test_simulated_pool_labels_are_served_verbatim():
@@ -340,7 +358,9 @@ def test_replay_answers_ignore_table_order_batching_and_call_order():
     for r in reversed(requests):
         one_by_one.update(answers(shuffled.request([r])))
     assert base == one_by_one and len(base) == 4
-    seeds = {tuple(sorted(answers(ReplayOracle(*TABLE, seed=s).request([req(0)])).values())) for s in range(20)}
+    seeds = {
+        tuple(sorted(answers(ReplayOracle(*TABLE, seed=s).request([req(0)])).values())) for s in range(20)
+    }
     assert len(seeds) > 1  # the seed changes which annotator answers
 
 
@@ -365,9 +385,19 @@ def test_replay_from_csv(tmp_path):
     text = "item,worker,answer\n0,w1,yes\n0,w2,no\n1,w1,\n1,w3,yes\n"
     path = tmp_path / "rte.csv"
     path.write_text(text)
-    oracle = ReplayOracle.from_csv(path, example_col="item", annotator_col="worker", label_col="answer",
-                                   class_names=["no", "yes"], seed=1)
-    assert oracle.num_classes == 2 and oracle.annotator_ids == ("w1", "w2", "w3")  # the empty label is skipped
+    oracle = ReplayOracle.from_csv(
+        path,
+        example_col="item",
+        annotator_col="worker",
+        label_col="answer",
+        class_names=["no", "yes"],
+        seed=1,
+    )
+    assert oracle.num_classes == 2 and oracle.annotator_ids == (
+        "w1",
+        "w2",
+        "w3",
+    )  # the empty label is skipped
     (a,) = oracle.request([req(1)]).annotations
     assert (a.annotator_id, a.label) == ("w3", 1)
     gz = tmp_path / "long.csv.gz"
@@ -410,8 +440,12 @@ def test_replay_counts_without_replacement_replay_each_counted_label_once():
     orders = set()
     for seed in range(10):
         o = ReplayOracle.from_distributions([[0, 3, 1]], replacement=False, seed=seed)
-        orders.add(tuple(o.request([req(0, 0, tuple(f"dist-{j}" for j in range(k)))]).annotations[0].label
-                         for k in range(4)))
+        orders.add(
+            tuple(
+                o.request([req(0, 0, tuple(f"dist-{j}" for j in range(k)))]).annotations[0].label
+                for k in range(4)
+            )
+        )
     assert len(orders) > 1
 
 
@@ -422,7 +456,10 @@ def test_replay_distribution_caps_and_errors():
     capped = ReplayOracle.from_distributions([[0.5, 0.5]], annotators_per_example=1)
     assert capped.request([req(0, 0, ("dist-0",))]).exhausted
     unlimited = ReplayOracle.from_distributions([[0.5, 0.5]])
-    assert unlimited.request([req(0, 0, tuple(f"dist-{j}" for j in range(50)))]).annotations[0].annotator_id == "dist-50"
+    assert (
+        unlimited.request([req(0, 0, tuple(f"dist-{j}" for j in range(50)))]).annotations[0].annotator_id
+        == "dist-50"
+    )
     with pytest.raises(ValueError, match="needs integer counts"):
         ReplayOracle.from_distributions([[0.5, 0.5]], replacement=False)
     with pytest.raises(ValueError, match="finite values >= 0"):
@@ -462,8 +499,11 @@ def test_register_custom_oracle(monkeypatch):
             super().__init__(name)
 
         def _answer(self, requests):
-            return OracleResponse(tuple(Annotation(r.example_id, "bot", 0, r.round, self.source, r.request_id)
-                                        for r in requests))
+            return OracleResponse(
+                tuple(
+                    Annotation(r.example_id, "bot", 0, r.round, self.source, r.request_id) for r in requests
+                )
+            )
 
     assert "always_zero" in available_oracles()
     oracle = get_oracle("always_zero")
@@ -478,17 +518,29 @@ def test_register_custom_oracle(monkeypatch):
 
 
 def test_registry_reports_a_missing_backend_module(monkeypatch):
-    monkeypatch.setitem(registry_mod._BUILTIN, "ghost", ("activelab_lightning.oracles.no_such_module", "Ghost"))
-    with pytest.raises(ImportError, match="oracle 'ghost' needs module activelab_lightning.oracles.no_such_module"):
+    monkeypatch.setitem(
+        registry_mod._BUILTIN, "ghost", ("activelab_lightning.oracles.no_such_module", "Ghost")
+    )
+    with pytest.raises(
+        ImportError, match="oracle 'ghost' needs module activelab_lightning.oracles.no_such_module"
+    ):
         get_oracle("ghost")
 
 
 def test_package_exports_and_lazy_names():
     exported = set(oracles_pkg.__all__)
-    assert {"Oracle", "SimulatedOracle", "ReplayOracle", "register_oracle", "get_oracle",
-            "available_oracles"} <= exported
+    assert {
+        "Oracle",
+        "SimulatedOracle",
+        "ReplayOracle",
+        "register_oracle",
+        "get_oracle",
+        "available_oracles",
+    } <= exported
     assert {"FileOracle", "LabelStudioOracle"} <= set(dir(oracles_pkg))
-    assert exported.isdisjoint({"FileOracle", "LabelStudioOracle"})  # star-imports never load optional backends
+    assert exported.isdisjoint(
+        {"FileOracle", "LabelStudioOracle"}
+    )  # star-imports never load optional backends
     assert all(getattr(oracles_pkg, name) is not None for name in exported)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         oracles_pkg.Nope  # noqa: B018

@@ -57,8 +57,9 @@ def test_wide_features_are_projected_on_their_principal_directions():
 
 def test_wide_features_with_fewer_rows_than_max_dim():
     g = torch.Generator().manual_seed(0)
-    heads = fit_crossfit_heads(torch.randn(150, 300, generator=g), torch.randint(0, 2, (150,), generator=g),
-                               num_classes=2)
+    heads = fit_crossfit_heads(
+        torch.randn(150, 300, generator=g), torch.randint(0, 2, (150,), generator=g), num_classes=2
+    )
     assert heads.projection.shape == (300, 150) and heads.oof_probs.shape == (150, 2)
 
 
@@ -77,7 +78,9 @@ def test_heads_do_not_memorise_pure_noise_labels():
     assert oof_acc < 0.45  # chance is 1/3; an in-sample fit of 63 parameters per class would do far better
     # the held-out NLL prefers near-uniform probabilities: no more confident than chance allows
     assert float(heads.oof_probs.max(1).values.mean()) < 0.45
-    assert heads.oof_nll[heads.l2] < 1.02 * torch.log(torch.tensor(3.0)).item()  # ~ uniform (+ intercept noise)
+    assert (
+        heads.oof_nll[heads.l2] < 1.02 * torch.log(torch.tensor(3.0)).item()
+    )  # ~ uniform (+ intercept noise)
 
 
 def test_the_weakest_l2_cannot_win_by_overfitting():
@@ -189,8 +192,9 @@ def test_predict_fns_give_probs_and_features_or_every_head_from_one_pass():
     assert out.shape == (6, 3 + 8) and len(calls) == 1
     torch.testing.assert_close(out[:, :3], base(net, x))
     g = torch.Generator().manual_seed(0)
-    heads = fit_crossfit_heads(torch.randn(40, 8, generator=g), torch.randint(0, 3, (40,), generator=g),
-                               num_classes=3, folds=4)
+    heads = fit_crossfit_heads(
+        torch.randn(40, 8, generator=g), torch.randint(0, 3, (40,), generator=g), num_classes=3, folds=4
+    )
     calls.clear()
     stacked = heads_predict_fn(base, net[2], heads)(net, x)
     assert stacked.shape == (6, 4 * 3) and len(calls) == 1

@@ -275,7 +275,7 @@ class FakeWorld:
             self.local.rank = rank
             try:
                 results[rank] = fn(rank)
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 errors.append(e)
                 self.barrier.abort()
 

@@ -28,12 +28,18 @@ def make_summary(round_: int) -> RoundSummary:
     """A deterministic, hand-made round: 3 requests (2 new, 1 re-label), 2 answered, 1 pending."""
     requests = (
         LabelRequest(example_id=10 + round_, score=0.10, kind="new", round=round_),
-        LabelRequest(example_id=20 + round_, score=0.20, kind="relabel", round=round_, existing_annotators=("a1",)),
+        LabelRequest(
+            example_id=20 + round_, score=0.20, kind="relabel", round=round_, existing_annotators=("a1",)
+        ),
         LabelRequest(example_id=30 + round_, score=0.30, kind="new", round=round_),
     )
     answers = (
-        Annotation(10 + round_, "a2", 1, round=round_, source="oracle:simulated", request_id=requests[0].request_id),
-        Annotation(20 + round_, "a3", 2, round=round_, source="oracle:simulated", request_id=requests[1].request_id),
+        Annotation(
+            10 + round_, "a2", 1, round=round_, source="oracle:simulated", request_id=requests[0].request_id
+        ),
+        Annotation(
+            20 + round_, "a3", 2, round=round_, source="oracle:simulated", request_id=requests[1].request_id
+        ),
     )
     return RoundSummary(
         round=round_,
@@ -89,8 +95,13 @@ def run_two_rounds(loggers, reporter: Reporter) -> None:
     callback = ReportOnTrainEnd(reporter)
     for _ in range(2):
         trainer = pl.Trainer(
-            max_epochs=1, logger=loggers, callbacks=[callback], enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+            max_epochs=1,
+            logger=loggers,
+            callbacks=[callback],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
         )
         trainer.fit(TinyModel(), DataLoader(data, batch_size=8))
 
@@ -114,8 +125,9 @@ def test_round_scalars_names_and_values():
 
 
 def test_round_scalars_leave_out_unknowns():
-    summary = RoundSummary(round=0, strategy="random", num_annotations=1, num_labeled=1,
-                           num_unlabeled=0, requests=(), answers=())
+    summary = RoundSummary(
+        round=0, strategy="random", num_annotations=1, num_labeled=1, num_unlabeled=0, requests=(), answers=()
+    )
     scalars = round_scalars(summary)
     assert "activelab/consensus_accuracy" not in scalars
     assert "activelab/model_weight" not in scalars
@@ -159,7 +171,9 @@ def test_round_log_appends_and_last_entry_wins(tmp_path):
 
 def test_round_log_ignores_a_torn_last_line(tmp_path):
     path = tmp_path / "x.rounds.jsonl"
-    Reporter(path, console=False).log_round(type("T", (), {"is_global_zero": True, "loggers": []})(), make_summary(0))
+    Reporter(path, console=False).log_round(
+        type("T", (), {"is_global_zero": True, "loggers": []})(), make_summary(0)
+    )
     with open(path, "a") as fh:
         fh.write('{"round": 1, "num_ann')
     assert [r["round"] for r in read_round_log(path)] == [0]
@@ -238,7 +252,9 @@ def test_wandb_offline_two_rounds_from_disk(tmp_path, monkeypatch):
     assert extras[0]["activelab/annotators"]["_type"] == "table-file"
 
     tables = _wandb_reader.table_files(tmp_path, "activelab/selected")
-    assert [t["columns"] for t in tables] == [["round", "example_id", "score", "kind", "answer", "annotator"]] * 2
+    assert [t["columns"] for t in tables] == [
+        ["round", "example_id", "score", "kind", "answer", "annotator"]
+    ] * 2
     assert tables[0]["data"] == [
         [0, 10, 0.1, "new", 1, "a2"],
         [0, 20, 0.2, "relabel", 2, "a3"],
@@ -301,8 +317,15 @@ def test_log_evaluation_adds_test_metrics_to_the_round(tmp_path):
     fake_logger = type("L", (), {"log_metrics": lambda self, m, step=None: logged.append((step, m))})()
     trainer = type("T", (), {"is_global_zero": True, "loggers": []})()
     reporter = Reporter(tmp_path / "r.jsonl", console=False)
-    summary = RoundSummary(round=3, strategy="activelab", num_annotations=10, num_labeled=8,
-                           num_unlabeled=2, requests=(), answers=())
+    summary = RoundSummary(
+        round=3,
+        strategy="activelab",
+        num_annotations=10,
+        num_labeled=8,
+        num_unlabeled=2,
+        requests=(),
+        answers=(),
+    )
     reporter.log_round(trainer, summary)
     scalars = reporter.log_evaluation(3, {"test/acc": 0.9}, loggers=[fake_logger])
     assert scalars == {"activelab/round": 3.0, "activelab/test/acc": 0.9}

@@ -30,7 +30,7 @@ def store() -> AnnotationStore:
         yield s
 
 
-def A(e: int, a: str, label: int, **kw) -> Annotation:  # noqa: N802 - short builder for tables
+def A(e: int, a: str, label: int, **kw) -> Annotation:
     return Annotation(example_id=e, annotator_id=a, label=label, **kw)
 
 

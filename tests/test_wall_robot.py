@@ -100,7 +100,10 @@ def test_paper_annotator_statistics_default_seed(setup):
 
 def test_paper_annotator_statistics_over_seeds():
     stats = [make_paper_setup(seed=seed).summary() for seed in (123, 0, 1, 2)]
-    mean = lambda key: sum(s[key] for s in stats) / len(stats)
+
+    def mean(key):
+        return sum(s[key] for s in stats) / len(stats)
+
     assert 0.82 <= mean("annotator_accuracy_mean") <= 0.85
     assert 0.815 <= mean("consensus_accuracy") <= 0.85
     assert 0.66 <= mean("annotator_accuracy_min") <= 0.75
@@ -163,7 +166,9 @@ def test_standardize_and_24_sensors():
     assert torch.allclose(std.features.mean(0), torch.zeros(24), atol=1e-4)
     assert torch.allclose(std.features.std(0, correction=0), torch.ones(24), atol=1e-4)
     raw = make_paper_setup(sensors=24, seed=1)
-    assert torch.allclose(std.test_features * std.feature_std + std.feature_mean, raw.test_features, atol=1e-5)
+    assert torch.allclose(
+        std.test_features * std.feature_std + std.feature_mean, raw.test_features, atol=1e-5
+    )
 
 
 def test_explicit_and_generated_noise_matrices():
@@ -192,7 +197,10 @@ def test_paper_setup_errors(kwargs, match):
 
 
 def test_thin_label_mask():
-    g = lambda: torch.Generator().manual_seed(4)
+
+    def g():
+        return torch.Generator().manual_seed(4)
+
     mask = thin_label_mask(500, 30, generator=g())
     per_row = mask.sum(1)
     assert mask.shape == (500, 30) and int(per_row.min()) >= 1 and int(per_row.max()) <= 5

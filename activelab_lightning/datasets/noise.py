@@ -36,8 +36,9 @@ _TOL = 1e-6
 
 def _as_float64(value: object, name: str) -> torch.Tensor:
     try:
-        return torch.as_tensor(np.asarray(value, dtype=np.float64) if not torch.is_tensor(value) else value,
-                               dtype=torch.float64)
+        return torch.as_tensor(
+            np.asarray(value, dtype=np.float64) if not torch.is_tensor(value) else value, dtype=torch.float64
+        )
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}: {err}") from None
 
@@ -46,8 +47,10 @@ def _as_labels(value: object, name: str) -> torch.Tensor:
     t = torch.as_tensor(value) if torch.is_tensor(value) else torch.as_tensor(np.asarray(value))
     if t.dtype.is_floating_point:
         if not torch.equal(t, t.round()):
-            raise ValueError(f"{name} must hold integer class indices, got non-integer values such as "
-                             f"{t[t != t.round()][0].item()!r}")
+            raise ValueError(
+                f"{name} must hold integer class indices, got non-integer values such as "
+                f"{t[t != t.round()][0].item()!r}"
+            )
     elif t.dtype == torch.bool or t.dtype.is_complex:
         raise TypeError(f"{name} must hold integer class indices, got dtype {t.dtype}")
     t = t.to(torch.int64)
@@ -85,15 +88,19 @@ def class_prior_of(true_labels: Sequence[int] | torch.Tensor | np.ndarray, num_c
     if y.numel() == 0:
         raise ValueError("true_labels is empty; the class prior needs at least one label")
     if int(y.max()) >= num_classes:
-        raise ValueError(f"true_labels holds class {int(y.max())} but num_classes={num_classes}; "
-                         f"pass num_classes > {int(y.max())}")
+        raise ValueError(
+            f"true_labels holds class {int(y.max())} but num_classes={num_classes}; "
+            f"pass num_classes > {int(y.max())}"
+        )
     return torch.bincount(y, minlength=num_classes).to(torch.float64) / y.numel()
 
 
 def _check_noise_matrix(noise_matrix: object) -> torch.Tensor:
     nm = _as_float64(noise_matrix, "noise_matrix")
     if nm.ndim != 2 or nm.shape[0] != nm.shape[1] or nm.shape[0] < 2:
-        raise ValueError(f"noise_matrix must be a square (K, K) matrix with K >= 2, got shape {tuple(nm.shape)}")
+        raise ValueError(
+            f"noise_matrix must be a square (K, K) matrix with K >= 2, got shape {tuple(nm.shape)}"
+        )
     if not torch.isfinite(nm).all() or (nm < -_TOL).any():
         raise ValueError("noise_matrix must hold finite probabilities >= 0")
     col = nm.sum(0)
@@ -114,7 +121,9 @@ def _check_prior(class_prior: object, num_classes: int) -> torch.Tensor:
     return py
 
 
-def noise_matrix_is_valid(noise_matrix: torch.Tensor | np.ndarray, class_prior: torch.Tensor | np.ndarray) -> bool:
+def noise_matrix_is_valid(
+    noise_matrix: torch.Tensor | np.ndarray, class_prior: torch.Tensor | np.ndarray
+) -> bool:
     """Whether a noise matrix still lets a learner recover the true classes.
 
     A matrix is valid when, for every class ``k``, a label ``k`` is more likely given true class
@@ -187,13 +196,21 @@ def generate_noise_matrix_from_trace(
     trace = float(trace)
     low = 1.0 if valid else 0.0
     if not (low < trace <= K):
-        hint = f" (it is the sum of the diagonal: e.g. 0.85 * K = {0.85 * K:g} for K={K})" if trace <= 1 else ""
-        raise ValueError(f"trace must be in ({low:g}, {K}] for num_classes={K} and valid={valid}, got {trace}{hint}")
+        hint = (
+            f" (it is the sum of the diagonal: e.g. 0.85 * K = {0.85 * K:g} for K={K})" if trace <= 1 else ""
+        )
+        raise ValueError(
+            f"trace must be in ({low:g}, {K}] for num_classes={K} and valid={valid}, got {trace}{hint}"
+        )
     if not (0.0 <= min_trace_prob <= trace / K):
         raise ValueError(f"min_trace_prob must be in [0, trace / K = {trace / K:g}], got {min_trace_prob}")
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}")
-    py = torch.full((K,), 1.0 / K, dtype=torch.float64) if class_prior is None else _check_prior(class_prior, K)
+    py = (
+        torch.full((K,), 1.0 / K, dtype=torch.float64)
+        if class_prior is None
+        else _check_prior(class_prior, K)
+    )
     g = _generator(generator, seed)
     noise_total = K - trace
     off = ~torch.eye(K, dtype=torch.bool)

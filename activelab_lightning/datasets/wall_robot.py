@@ -103,19 +103,27 @@ def wall_robot_feature_names(sensors: int = 4) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=2)
 def _read(sensors: int) -> tuple[torch.Tensor, torch.Tensor]:
     names = wall_robot_feature_names(sensors)
-    raw = resources.files("activelab_lightning.datasets").joinpath("data", f"wall_robot_{sensors}.csv.gz").read_bytes()
+    raw = (
+        resources.files("activelab_lightning.datasets")
+        .joinpath("data", f"wall_robot_{sensors}.csv.gz")
+        .read_bytes()
+    )
     reader = csv.reader(io.StringIO(gzip.decompress(raw).decode("utf-8")))
     header = next(reader)
     expected = ["row", *names, "label_name", "label"]
     if header != expected:
-        raise RuntimeError(f"bundled wall_robot_{sensors}.csv.gz has columns {header}, expected {expected}; "
-                           "the package data is damaged, reinstall activelab-lightning")
+        raise RuntimeError(
+            f"bundled wall_robot_{sensors}.csv.gz has columns {header}, expected {expected}; "
+            "the package data is damaged, reinstall activelab-lightning"
+        )
     rows = list(reader)
     x = torch.tensor([[float(v) for v in r[1:-2]] for r in rows], dtype=torch.float32)
     y = torch.tensor([int(r[-1]) for r in rows], dtype=torch.int64)
     bad = [r for r in rows if CLASS_NAMES[int(r[-1])] != r[-2]]
     if x.shape != (_NUM_ROWS, sensors) or bad:
-        raise RuntimeError(f"bundled wall_robot_{sensors}.csv.gz is damaged (shape {tuple(x.shape)}); reinstall")
+        raise RuntimeError(
+            f"bundled wall_robot_{sensors}.csv.gz is damaged (shape {tuple(x.shape)}); reinstall"
+        )
     return x, y
 
 
@@ -177,7 +185,9 @@ def thin_label_mask(
         True
     """
     if num_examples < 1 or num_annotators < 1:
-        raise ValueError(f"num_examples and num_annotators must be >= 1, got {num_examples}, {num_annotators}")
+        raise ValueError(
+            f"num_examples and num_annotators must be >= 1, got {num_examples}, {num_annotators}"
+        )
     if not 1 <= keep_per_example:
         raise ValueError(f"keep_per_example must be >= 1, got {keep_per_example}")
     if not 0.0 <= drop_prob <= 1.0:
@@ -278,8 +288,14 @@ class WallRobotSetup:
             >>> torch.equal(setup.make_oracle(1).label_pool, setup.oracle.label_pool)
             True
         """
-        oracle = SimulatedOracle(self.true_labels, pool_labels=self.oracle_pool, num_classes=self.num_classes,
-                                 seed=seed, annotator_ids=self.annotator_ids, name=self.oracle.name)
+        oracle = SimulatedOracle(
+            self.true_labels,
+            pool_labels=self.oracle_pool,
+            num_classes=self.num_classes,
+            seed=seed,
+            annotator_ids=self.annotator_ids,
+            name=self.oracle.name,
+        )
         oracle.noise_matrix = self.noise_matrix
         return oracle
 
@@ -403,7 +419,9 @@ def make_paper_setup(
     subset = _stratified_subset(y_all, class_counts, _generator(seed, 1))
     n_sub = subset.numel()
     if not 0 < test_size < n_sub:
-        raise ValueError(f"test_size must be in 1 .. {n_sub - 1} (the subset has {n_sub} rows), got {test_size}")
+        raise ValueError(
+            f"test_size must be in 1 .. {n_sub - 1} (the subset has {n_sub} rows), got {test_size}"
+        )
     perm = subset[torch.randperm(n_sub, generator=_generator(seed, 2))]
     test_rows, train_rows = perm[:test_size], perm[test_size:]
     n_train = train_rows.numel()
@@ -433,20 +451,32 @@ def make_paper_setup(
             noise_matrix = torch.tensor(PAPER_NOISE_MATRIX, dtype=torch.float64)
         elif noise_matrix == "generate":
             noise_matrix = generate_noise_matrix_from_trace(
-                K, frac * K, class_prior=class_prior_of(y_train, K), generator=_generator(seed, 4))
+                K, frac * K, class_prior=class_prior_of(y_train, K), generator=_generator(seed, 4)
+            )
         else:
-            raise ValueError(f"noise_matrix must be 'paper', 'generate' or a (K, K) matrix, got {noise_matrix!r}")
+            raise ValueError(
+                f"noise_matrix must be 'paper', 'generate' or a (K, K) matrix, got {noise_matrix!r}"
+            )
     else:
         noise_matrix = torch.as_tensor(np.asarray(noise_matrix, dtype=np.float64))
         if noise_matrix.shape != (K, K):
             raise ValueError(f"noise_matrix must have shape ({K}, {K}), got {tuple(noise_matrix.shape)}")
     label_pool = generate_noisy_labels(y_train, noise_matrix, num_annotators=A, generator=_generator(seed, 5))
-    oracle_pool = (generate_noisy_labels(y_train, noise_matrix, num_annotators=A, generator=_generator(seed, 6))
-                   if completely_labeled else label_pool)
-    mask = thin_label_mask(labeled.numel(), A, keep_per_example=keep_per_example, drop_prob=drop_prob,
-                           generator=_generator(seed, 7))
-    oracle = SimulatedOracle(y_train, pool_labels=oracle_pool, num_classes=K, seed=seed,
-                             annotator_prefix=annotator_prefix)
+    oracle_pool = (
+        generate_noisy_labels(y_train, noise_matrix, num_annotators=A, generator=_generator(seed, 6))
+        if completely_labeled
+        else label_pool
+    )
+    mask = thin_label_mask(
+        labeled.numel(),
+        A,
+        keep_per_example=keep_per_example,
+        drop_prob=drop_prob,
+        generator=_generator(seed, 7),
+    )
+    oracle = SimulatedOracle(
+        y_train, pool_labels=oracle_pool, num_classes=K, seed=seed, annotator_prefix=annotator_prefix
+    )
     oracle.noise_matrix = noise_matrix
     ids = oracle.annotator_ids
     rows, cols = torch.nonzero(mask, as_tuple=True)

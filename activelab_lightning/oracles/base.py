@@ -102,22 +102,31 @@ class BaseOracle(ABC):
 
     def _check_requests(self, requests: Sequence[LabelRequest]) -> tuple[LabelRequest, ...]:
         if isinstance(requests, LabelRequest):
-            raise TypeError("requests must be a sequence of LabelRequest, got a single LabelRequest; wrap it in a list")
+            raise TypeError(
+                "requests must be a sequence of LabelRequest, got a single LabelRequest; wrap it in a list"
+            )
         reqs = tuple(requests)
         seen: set[str] = set()
         for r in reqs:
             if not isinstance(r, LabelRequest):
                 raise TypeError(f"requests must hold LabelRequest objects, got {type(r).__name__}: {r!r}")
             eid = r.example_id
-            if isinstance(eid, bool) or not isinstance(eid, (int, np.integer)) or eid < 0 or (
-                self.num_examples is not None and eid >= self.num_examples
+            if (
+                isinstance(eid, bool)
+                or not isinstance(eid, (int, np.integer))
+                or eid < 0
+                or (self.num_examples is not None and eid >= self.num_examples)
             ):
                 valid = f"0 .. {self.num_examples - 1}" if self.num_examples is not None else ">= 0"
-                raise ValueError(f"unknown example id {eid!r} in request {r.request_id}: "
-                                 f"{self.name!r} knows example ids {valid}")
+                raise ValueError(
+                    f"unknown example id {eid!r} in request {r.request_id}: "
+                    f"{self.name!r} knows example ids {valid}"
+                )
             if r.request_id in seen:
-                raise ValueError(f"request {r.request_id} appears twice in one call; send one request per example "
-                                 "and round")
+                raise ValueError(
+                    f"request {r.request_id} appears twice in one call; send one request per example "
+                    "and round"
+                )
             seen.add(r.request_id)
         return reqs
 
@@ -127,14 +136,20 @@ class BaseOracle(ABC):
         for a in response.annotations:
             r = by_id.get(a.request_id) if a.request_id is not None else by_example.get(a.example_id)
             if r is None or r.example_id != a.example_id:
-                raise RuntimeError(f"oracle {self.name!r} answered example {a.example_id} "
-                                   f"(request {a.request_id}) that was not requested in this call")
+                raise RuntimeError(
+                    f"oracle {self.name!r} answered example {a.example_id} "
+                    f"(request {a.request_id}) that was not requested in this call"
+                )
             if a.annotator_id in r.existing_annotators:
-                raise RuntimeError(f"oracle {self.name!r} asked annotator {a.annotator_id!r} twice for example "
-                                   f"{a.example_id}")
+                raise RuntimeError(
+                    f"oracle {self.name!r} asked annotator {a.annotator_id!r} twice for example "
+                    f"{a.example_id}"
+                )
             if self.num_classes is not None and not 0 <= a.label < self.num_classes:
-                raise RuntimeError(f"oracle {self.name!r} returned label {a.label} for example {a.example_id}; "
-                                   f"labels must be in 0 .. {self.num_classes - 1}")
+                raise RuntimeError(
+                    f"oracle {self.name!r} returned label {a.label} for example {a.example_id}; "
+                    f"labels must be in 0 .. {self.num_classes - 1}"
+                )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -220,5 +235,7 @@ def string_keys(strings: Sequence[str]) -> np.ndarray:
     """
     out = np.empty(len(strings), dtype=np.int64)
     for i, s in enumerate(strings):
-        out[i] = int.from_bytes(hashlib.blake2b(str(s).encode("utf-8"), digest_size=8).digest(), "little") >> 1
+        out[i] = (
+            int.from_bytes(hashlib.blake2b(str(s).encode("utf-8"), digest_size=8).digest(), "little") >> 1
+        )
     return out

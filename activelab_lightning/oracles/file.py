@@ -56,7 +56,16 @@ ANSWER_COLUMNS = ("example_id", "annotator_id", "label")
 _ANSWER_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 _REQUEST_CSV_COLUMNS = (
-    "request_id", "example_id", "round", "kind", "score", "existing_annotators", "text", "image", "path", "classes",
+    "request_id",
+    "example_id",
+    "round",
+    "kind",
+    "score",
+    "existing_annotators",
+    "text",
+    "image",
+    "path",
+    "classes",
 )
 _THUMBNAIL_MIN_SIDE = 96
 
@@ -115,7 +124,9 @@ def parse_label(value: Any, class_names: Sequence[str]) -> int:
     """
     names = [str(c) for c in class_names]
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"label {value!r} is not a class name or index; use one of {names} or 0..{len(names) - 1}")
+        raise ValueError(
+            f"label {value!r} is not a class name or index; use one of {names} or 0..{len(names) - 1}"
+        )
     if isinstance(value, (int, np.integer)):
         index = int(value)
         if 0 <= index < len(names):
@@ -136,7 +147,9 @@ def parse_label(value: Any, class_names: Sequence[str]) -> int:
         index = int(folded)
         if 0 <= index < len(names):
             return index
-    raise ValueError(f"label {text!r} is not in the class list {names}; give a class name or an index 0..{len(names) - 1}")
+    raise ValueError(
+        f"label {text!r} is not in the class list {names}; give a class name or an index 0..{len(names) - 1}"
+    )
 
 
 # --------------------------------------------------------------------------------- display
@@ -174,10 +187,20 @@ def png_bytes(image: Any, *, min_side: int = _THUMBNAIL_MIN_SIDE) -> bytes:
     raw = np.concatenate([np.zeros((height, 1), dtype=np.uint8), arr.reshape(height, -1)], axis=1).tobytes()
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def write_png(path: str | os.PathLike[str], image: Any, *, min_side: int = _THUMBNAIL_MIN_SIDE) -> Path:
@@ -246,7 +269,9 @@ def is_image(value: Any) -> bool:
 
 def _format_vector(arr: np.ndarray, limit: int = 64) -> str:
     flat = arr.reshape(-1)
-    shown = ", ".join(f"{float(v):.4g}" if np.issubdtype(flat.dtype, np.floating) else str(v) for v in flat[:limit])
+    shown = ", ".join(
+        f"{float(v):.4g}" if np.issubdtype(flat.dtype, np.floating) else str(v) for v in flat[:limit]
+    )
     return shown + (f", ... ({flat.size} values)" if flat.size > limit else "")
 
 
@@ -272,8 +297,10 @@ def display_fields(value: Any, *, images_dir: str | os.PathLike[str] | None, nam
     if value is None:
         return {}
     if isinstance(value, Mapping):
-        return {str(k): (v if isinstance(v, (str, int, float, bool, type(None), list)) else str(v))
-                for k, v in value.items()}
+        return {
+            str(k): (v if isinstance(v, (str, int, float, bool, type(None), list)) else str(v))
+            for k, v in value.items()
+        }
     if isinstance(value, os.PathLike) or (
         isinstance(value, str) and Path(value).suffix and len(value) < 4096 and Path(value).exists()
     ):
@@ -321,8 +348,9 @@ def task_for_request(
     )
     return {
         "data": data,
-        "predictions": [{"model_version": f"activelab-r{int(request.round)}", "score": float(request.score),
-                         "result": []}],
+        "predictions": [
+            {"model_version": f"activelab-r{int(request.round)}", "score": float(request.score), "result": []}
+        ],
     }
 
 
@@ -504,25 +532,36 @@ class FileOracle(BaseOracle):
         for r in full:
             if r.request_id not in tasks:
                 display = display_fields(
-                    self._show(int(r.example_id)), images_dir=self.requests_dir / "images",
+                    self._show(int(r.example_id)),
+                    images_dir=self.requests_dir / "images",
                     name=f"r{rnd:03d}_e{int(r.example_id)}",
                 )
                 if "image" in display and not display.get("path"):
                     display["image"] = os.path.relpath(display["image"], self.requests_dir)
                 if "text" not in display and "image" not in display:
-                    display["text"] = display.get("path") or f"example {int(r.example_id)}"  # importable as is
+                    display["text"] = (
+                        display.get("path") or f"example {int(r.example_id)}"
+                    )  # importable as is
                 tasks[r.request_id] = task_for_request(r, self.class_names, display)
         ordered = sorted(tasks.values(), key=lambda t: (t["data"]["score"], t["data"]["example_id"]))
         _atomic_write(jsonl, "".join(json.dumps(t, sort_keys=True) + "\n" for t in ordered))
         rows = []
         for t in ordered:
             d = t["data"]
-            rows.append({
-                "request_id": d["request_id"], "example_id": d["example_id"], "round": d["round"], "kind": d["kind"],
-                "score": repr(float(d["score"])), "existing_annotators": ";".join(d["existing_annotators"]),
-                "text": d.get("text", ""), "image": d.get("image", ""), "path": d.get("path", ""),
-                "classes": "|".join(d["classes"]),
-            })
+            rows.append(
+                {
+                    "request_id": d["request_id"],
+                    "example_id": d["example_id"],
+                    "round": d["round"],
+                    "kind": d["kind"],
+                    "score": repr(float(d["score"])),
+                    "existing_annotators": ";".join(d["existing_annotators"]),
+                    "text": d.get("text", ""),
+                    "image": d.get("image", ""),
+                    "path": d.get("path", ""),
+                    "classes": "|".join(d["classes"]),
+                }
+            )
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=_REQUEST_CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
@@ -532,7 +571,9 @@ class FileOracle(BaseOracle):
         if not config.exists():  # to label the JSONL in Label Studio: Settings > Labeling Interface > Code
             from activelab_lightning.oracles.label_studio import label_config
 
-            kind = "image" if all("image" in t["data"] and "text" not in t["data"] for t in ordered) else "text"
+            kind = (
+                "image" if all("image" in t["data"] and "text" not in t["data"] for t in ordered) else "text"
+            )
             _atomic_write(config, label_config(self.class_names, kind) + "\n")
         return jsonl
 
@@ -548,8 +589,14 @@ class FileOracle(BaseOracle):
                 columns = [h.strip().lower() for h in header]
                 missing = [c for c in ANSWER_COLUMNS if c not in columns]
                 if missing:
-                    yield 1, None, (f"header {header} lacks column(s) {missing}; the header must name "
-                                    f"{', '.join(ANSWER_COLUMNS)}; no line of this file was imported")
+                    yield (
+                        1,
+                        None,
+                        (
+                            f"header {header} lacks column(s) {missing}; the header must name "
+                            f"{', '.join(ANSWER_COLUMNS)}; no line of this file was imported"
+                        ),
+                    )
                     return
                 for values in reader:
                     if not any(v.strip() for v in values):
@@ -566,7 +613,11 @@ class FileOracle(BaseOracle):
                         yield line_no, None, f"not valid JSON ({err.msg}); write one object per line"
                         continue
                     if not isinstance(row, dict):
-                        yield line_no, None, f"expected a JSON object with keys {list(ANSWER_COLUMNS)}, got {row!r}"
+                        yield (
+                            line_no,
+                            None,
+                            f"expected a JSON object with keys {list(ANSWER_COLUMNS)}, got {row!r}",
+                        )
                         continue
                     yield line_no, {str(k).strip().lower(): v for k, v in row.items()}, ""
 
@@ -602,17 +653,31 @@ class FileOracle(BaseOracle):
             if key in first:
                 f_name, f_line, f_label = first[key]
                 if f_label != label:
-                    problems.append(AnswerProblem(name, line_no, (
-                        f"annotator {annotator!r} already answered example {eid} as {self.class_names[f_label]!r} "
-                        f"at {f_name}:{f_line}; one label per annotator and example, the first one counts")))
+                    problems.append(
+                        AnswerProblem(
+                            name,
+                            line_no,
+                            (
+                                f"annotator {annotator!r} already answered example {eid} as {self.class_names[f_label]!r} "
+                                f"at {f_name}:{f_line}; one label per annotator and example, the first one counts"
+                            ),
+                        )
+                    )
                 continue
             first[key] = (name, line_no, label)
             if key in stored:
                 if stored[key] != label:
-                    problems.append(AnswerProblem(name, line_no, (
-                        f"annotator {annotator!r} already labeled example {eid} as "
-                        f"{self.class_names[stored[key]]!r}; the stored label is kept (stored labels never change "
-                        "through this file; use the store's corrections instead)")))
+                    problems.append(
+                        AnswerProblem(
+                            name,
+                            line_no,
+                            (
+                                f"annotator {annotator!r} already labeled example {eid} as "
+                                f"{self.class_names[stored[key]]!r}; the stored label is kept (stored labels never change "
+                                "through this file; use the store's corrections instead)"
+                            ),
+                        )
+                    )
                 continue
             request = pending.get(eid)
             if request is None:
@@ -623,14 +688,27 @@ class FileOracle(BaseOracle):
             if annotator in request.existing_annotators:
                 if self.store is None:
                     continue  # their earlier label is stored by the loop
-                problems.append(AnswerProblem(name, line_no, (
-                    f"annotator {annotator!r} already labeled example {eid}; request {request.request_id} needs "
-                    f"a label from someone else (not {list(request.existing_annotators)})")))
+                problems.append(
+                    AnswerProblem(
+                        name,
+                        line_no,
+                        (
+                            f"annotator {annotator!r} already labeled example {eid}; request {request.request_id} needs "
+                            f"a label from someone else (not {list(request.existing_annotators)})"
+                        ),
+                    )
+                )
                 continue
-            annotations.append(Annotation(
-                example_id=eid, annotator_id=annotator, label=label, round=int(request.round),
-                source=self.source, request_id=request.request_id,
-            ))
+            annotations.append(
+                Annotation(
+                    example_id=eid,
+                    annotator_id=annotator,
+                    label=label,
+                    round=int(request.round),
+                    source=self.source,
+                    request_id=request.request_id,
+                )
+            )
         problems.sort(key=lambda p: (p.file, p.line))
         return annotations, problems
 
@@ -652,7 +730,9 @@ class FileOracle(BaseOracle):
             raise ValueError(f"missing annotator_id for example {eid}; every answer needs who gave it")
         raw_label = row.get("label")
         if raw_label is None or (isinstance(raw_label, str) and not raw_label.strip()):
-            raise ValueError(f"missing label for example {eid}; give a class name {list(self.class_names)} or an index")
+            raise ValueError(
+                f"missing label for example {eid}; give a class name {list(self.class_names)} or an index"
+            )
         return eid, annotator, parse_label(raw_label, self.class_names)
 
     def _stored_labels(self, example_ids: set[int]) -> dict[tuple[int, str], int]:
@@ -683,8 +763,10 @@ class FileOracle(BaseOracle):
             status = self.store.request_status() if hasattr(self.store, "request_status") else {}
             done = [rid for rid, s in status.items() if rid.endswith(f":e{eid}") and s != "pending"]
             if done:
-                return (f"example {eid} was not requested now: request {done[-1]} is already "
-                        f"{status[done[-1]]}; answers are imported only for pending requests")
+                return (
+                    f"example {eid} was not requested now: request {done[-1]} is already "
+                    f"{status[done[-1]]}; answers are imported only for pending requests"
+                )
         return f"example {eid} was not requested (id not requested); answer only the examples in {self.requests_dir}"
 
     def _report(self, problems: list[AnswerProblem], round: int) -> None:
@@ -693,6 +775,9 @@ class FileOracle(BaseOracle):
             path.unlink(missing_ok=True)
             return
         _atomic_write(path, "".join(f"{p}\n" for p in problems))
-        log.warning("%d bad line(s) in the answers were not imported (listed in %s); first: %s",
-                    len(problems), path, problems[0])
-
+        log.warning(
+            "%d bad line(s) in the answers were not imported (listed in %s); first: %s",
+            len(problems),
+            path,
+            problems[0],
+        )

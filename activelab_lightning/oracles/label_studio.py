@@ -95,9 +95,11 @@ def label_config(class_names: Sequence[str], data_type: Literal["text", "image"]
         raise ValueError(f"data_type must be 'text' or 'image', got {data_type!r}")
     tag = "Text" if data_type == "text" else "Image"
     choices = "".join(f"<Choice value={quoteattr(str(c))}/>" for c in class_names)
-    return (f'<View><{tag} name="{data_type}" value="${data_type}"/>'
-            f'<Choices name="{_FROM_NAME}" toName="{data_type}" choice="single" showInline="true">'
-            f"{choices}</Choices></View>")
+    return (
+        f'<View><{tag} name="{data_type}" value="${data_type}"/>'
+        f'<Choices name="{_FROM_NAME}" toName="{data_type}" choice="single" showInline="true">'
+        f"{choices}</Choices></View>"
+    )
 
 
 def _config_choices(config: str) -> list[str] | None:
@@ -157,7 +159,9 @@ class LabelStudioClient:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {url!r}")
         if retries < 0 or backoff < 0 or timeout <= 0:
-            raise ValueError(f"need retries >= 0, backoff >= 0, timeout > 0; got {retries}, {backoff}, {timeout}")
+            raise ValueError(
+                f"need retries >= 0, backoff >= 0, timeout > 0; got {retries}, {backoff}, {timeout}"
+            )
         self.url = url.rstrip("/")
         self.__token = token
         self.token_source = token_source
@@ -197,7 +201,12 @@ class LabelStudioClient:
             raise
 
     def _send(
-        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
         auth: str | None,
     ) -> Any:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
@@ -212,8 +221,15 @@ class LabelStudioClient:
         for attempt in range(self.retries + 1):
             if attempt:
                 delay = min(30.0, self.backoff * 2 ** (attempt - 1))
-                log.info("Label Studio %s %s failed (%s); retry %d/%d in %.1f s", method, path, reason, attempt,
-                         self.retries, delay)
+                log.info(
+                    "Label Studio %s %s failed (%s); retry %d/%d in %.1f s",
+                    method,
+                    path,
+                    reason,
+                    attempt,
+                    self.retries,
+                    delay,
+                )
                 self._sleep(delay)
             req = urllib.request.Request(target, data=data, headers=headers, method=method)
             try:
@@ -224,8 +240,10 @@ class LabelStudioClient:
                 status, detail = err.code, _detail(err.read() or b"")
                 err.close()
                 if status in (401, 403):
-                    hint = ("check the token (Label Studio > Account & Settings); a legacy token needs "
-                            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true on the server's first start")
+                    hint = (
+                        "check the token (Label Studio > Account & Settings); a legacy token needs "
+                        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true on the server's first start"
+                    )
                     exc = OracleUnavailable(
                         f"Label Studio at {self.url} refused {self.token_source} (HTTP {status}: {detail}) on "
                         f"{method} {path}; {hint}. Nothing stored was lost; re-run once the token is fixed."
@@ -327,16 +345,25 @@ class LabelStudioOracle(BaseOracle):
             raise ValueError(f"url is not set: pass url=... or set ${url_env} (e.g. http://127.0.0.1:8080)")
         token = os.environ.get(api_key_env, "")
         if not token:
-            raise ValueError(f"api token missing: set ${api_key_env} to your Label Studio token "
-                             "(Account & Settings > Access Token); it is read from the environment only")
+            raise ValueError(
+                f"api token missing: set ${api_key_env} to your Label Studio token "
+                "(Account & Settings > Access Token); it is read from the environment only"
+            )
         if data_type not in ("text", "image"):
             raise ValueError(f"data_type must be 'text' or 'image', got {data_type!r}")
         if poll_interval <= 0 or timeout < 0:
             raise ValueError(f"need poll_interval > 0 and timeout >= 0, got {poll_interval} and {timeout}")
         if show_fn is not None and not callable(show_fn):
             raise TypeError(f"show_fn must be callable(example_id) -> value, got {type(show_fn).__name__}")
-        self.client = LabelStudioClient(url, token, token_source=f"the token in ${api_key_env}",
-                                        timeout=request_timeout, retries=retries, backoff=backoff, sleep=sleep)
+        self.client = LabelStudioClient(
+            url,
+            token,
+            token_source=f"the token in ${api_key_env}",
+            timeout=request_timeout,
+            retries=retries,
+            backoff=backoff,
+            sleep=sleep,
+        )
         self.project_title = str(project_title)
         self._project_id = int(project_id) if project_id is not None else None
         self._model_version: str | None = None
@@ -349,15 +376,17 @@ class LabelStudioOracle(BaseOracle):
         self.dataset: Any = None
         self.problems: list[AnswerProblem] = []
         self._users: dict[int, str] = {}
-        self._task_ids: dict[str, int] = {}       # request_id -> task id (mirror of the store)
-        self._deleted: dict[str, int] = {}        # request_id -> a task id that was deleted
+        self._task_ids: dict[str, int] = {}  # request_id -> task id (mirror of the store)
+        self._deleted: dict[str, int] = {}  # request_id -> a task id that was deleted
         self._given: dict[tuple[int, str], int] = {}
         if store is not None:
             self.bind(store=store)
 
     def __repr__(self) -> str:
-        return (f"LabelStudioOracle(url={self.client.url!r}, project={self._project_id or self.project_title!r}, "
-                f"classes={list(self.class_names)}, token=<redacted>)")
+        return (
+            f"LabelStudioOracle(url={self.client.url!r}, project={self._project_id or self.project_title!r}, "
+            f"classes={list(self.class_names)}, token=<redacted>)"
+        )
 
     # ------------------------------------------------------------------ wiring
     def bind(self, *, store: Any = None, datamodule: Any = None) -> None:
@@ -365,8 +394,10 @@ class LabelStudioOracle(BaseOracle):
         if store is not None:
             stored = tuple(str(c) for c in getattr(store, "class_names", self.class_names))
             if stored != self.class_names:
-                raise ValueError(f"class_names {list(self.class_names)} differ from the store's {list(stored)}; "
-                                 "give the oracle the same class list as the store")
+                raise ValueError(
+                    f"class_names {list(self.class_names)} differ from the store's {list(stored)}; "
+                    "give the oracle the same class list as the store"
+                )
             self.store = store
             self.num_examples = int(store.num_examples)
         if datamodule is not None and getattr(datamodule, "dataset", None) is not None:
@@ -394,7 +425,7 @@ class LabelStudioOracle(BaseOracle):
         if choices is None or set(choices) != set(self.class_names):
             raise ValueError(
                 f"Label Studio project {project.get('id')} ({project.get('title')!r}) has choices {choices} under "
-                f"<Choices name=\"{_FROM_NAME}\">, but class_names is {list(self.class_names)}; use another "
+                f'<Choices name="{_FROM_NAME}">, but class_names is {list(self.class_names)}; use another '
                 "project_title or fix the project's labeling config"
             )
         self._model_version = project.get("model_version") or None
@@ -404,7 +435,9 @@ class LabelStudioOracle(BaseOracle):
             try:
                 project = self.client.call("GET", f"/api/projects/{self._project_id}/")
             except _NotFound:
-                raise ValueError(f"project_id={self._project_id}: no such project on {self.client.url}") from None
+                raise ValueError(
+                    f"project_id={self._project_id}: no such project on {self.client.url}"
+                ) from None
             self._check_config(project)
             return int(project["id"])
         found = [p for p in self.client.list_all("/api/projects/") if p.get("title") == self.project_title]
@@ -413,15 +446,19 @@ class LabelStudioOracle(BaseOracle):
             full = self.client.call("GET", f"/api/projects/{project['id']}/")
             self._check_config(full)
             return int(full["id"])
-        project = self.client.call("POST", "/api/projects/", body={
-            "title": self.project_title,
-            "description": "Label requests from activelab_lightning (ActiveLab scores: lowest = most useful).",
-            "label_config": label_config(self.class_names, self.data_type),
-            "maximum_annotations": 1,
-            "sampling": "Uncertainty sampling",
-            "show_collab_predictions": False,
-            "model_version": "activelab-r0",
-        })
+        project = self.client.call(
+            "POST",
+            "/api/projects/",
+            body={
+                "title": self.project_title,
+                "description": "Label requests from activelab_lightning (ActiveLab scores: lowest = most useful).",
+                "label_config": label_config(self.class_names, self.data_type),
+                "maximum_annotations": 1,
+                "sampling": "Uncertainty sampling",
+                "show_collab_predictions": False,
+                "model_version": "activelab-r0",
+            },
+        )
         self._model_version = "activelab-r0"
         log.info("created Label Studio project %s (%r)", project["id"], self.project_title)
         return int(project["id"])
@@ -430,10 +467,16 @@ class LabelStudioOracle(BaseOracle):
         version = f"activelab-r{int(round)}"
         if self._model_version != version:
             try:
-                self.client.call("PATCH", f"/api/projects/{self.project_id}/", body={"model_version": version})
+                self.client.call(
+                    "PATCH", f"/api/projects/{self.project_id}/", body={"model_version": version}
+                )
             except LabelStudioError as err:  # ordering only; the answers do not depend on it
-                log.warning("could not set the project's model_version to %s (%s); Label Studio keeps serving "
-                            "tasks by the previous round's scores", version, err)
+                log.warning(
+                    "could not set the project's model_version to %s (%s); Label Studio keeps serving "
+                    "tasks by the previous round's scores",
+                    version,
+                    err,
+                )
                 return
             self._model_version = version
 
@@ -454,8 +497,13 @@ class LabelStudioOracle(BaseOracle):
             elif isinstance(value, Mapping):
                 fields = display_fields(value, images_dir=None, name="")
             else:
-                fields = {"image": "" if value is None else os.fspath(value) if isinstance(value, os.PathLike)
-                          else str(value)}
+                fields = {
+                    "image": ""
+                    if value is None
+                    else os.fspath(value)
+                    if isinstance(value, os.PathLike)
+                    else str(value)
+                }
         else:
             fields = display_fields(value, images_dir=None, name="")
             fields.setdefault("text", fields.get("path") or f"example {eid}")
@@ -499,8 +547,9 @@ class LabelStudioOracle(BaseOracle):
         out: list[dict[str, Any]] = []
         page = 1
         while True:
-            answer = self.client.call("GET", "/api/tasks/", params={"project": pid, "fields": "all", "page": page,
-                                                                    "page_size": 500})
+            answer = self.client.call(
+                "GET", "/api/tasks/", params={"project": pid, "fields": "all", "page": page, "page_size": 500}
+            )
             items = answer if isinstance(answer, list) else (answer or {}).get("tasks", [])
             out += items
             total = (answer or {}).get("total", 0) if isinstance(answer, dict) else 0
@@ -543,7 +592,9 @@ class LabelStudioOracle(BaseOracle):
                 continue
             if tid is not None:  # recorded, but the task is gone from the project
                 if rid in self._deleted:
-                    log.warning("Label Studio task %s of request %s was deleted twice; marking it exhausted", tid, rid)
+                    log.warning(
+                        "Label Studio task %s of request %s was deleted twice; marking it exhausted", tid, rid
+                    )
                     exhausted.append(r)
                     continue
                 if self.store is not None:
@@ -564,12 +615,18 @@ class LabelStudioOracle(BaseOracle):
             to_import.append(r)
         if to_import:
             payload = [self._task_data(r) for r in to_import]
-            answer = self.client.call("POST", f"/api/projects/{self.project_id}/import",
-                                      params={"return_task_ids": "true"}, body=payload)
+            answer = self.client.call(
+                "POST",
+                f"/api/projects/{self.project_id}/import",
+                params={"return_task_ids": "true"},
+                body=payload,
+            )
             ids = list((answer or {}).get("task_ids") or [])
             if len(ids) != len(to_import):
-                raise LabelStudioError(f"Label Studio imported {len(ids)} task ids for {len(to_import)} tasks; "
-                                       "re-run: the next call matches tasks by their data.example_id")
+                raise LabelStudioError(
+                    f"Label Studio imported {len(ids)} task ids for {len(to_import)} tasks; "
+                    "re-run: the next call matches tasks by their data.example_id"
+                )
             imported = {}
             for r, tid in zip(to_import, ids):
                 self._record(r.request_id, int(tid), replace=r.request_id in self._deleted)
@@ -600,7 +657,9 @@ class LabelStudioOracle(BaseOracle):
         uid = int(user)
         if uid not in self._users:
             for u in self.client.list_all("/api/users/"):
-                self._users[int(u["id"])] = str(u.get("email") or u.get("username") or f"label-studio-user-{u['id']}")
+                self._users[int(u["id"])] = str(
+                    u.get("email") or u.get("username") or f"label-studio-user-{u['id']}"
+                )
         return self._users.setdefault(uid, f"label-studio-user-{uid}")  # a deleted user: no refetch each time
 
     def _choice(self, annotation: Mapping[str, Any]) -> str | None:
@@ -641,8 +700,9 @@ class LabelStudioOracle(BaseOracle):
                 continue
             eid = int(r.example_id)
             own = by_id.get(self._task_ids.get(r.request_id, -1))
-            candidates = by_example.get(eid, []) + ([own] if own is not None and own not in by_example.get(eid, [])
-                                                     else [])
+            candidates = by_example.get(eid, []) + (
+                [own] if own is not None and own not in by_example.get(eid, []) else []
+            )
             latest: dict[str, tuple[str, int, dict[str, Any]]] = {}
             for t in candidates:
                 for a in t.get("annotations") or []:
@@ -652,9 +712,13 @@ class LabelStudioOracle(BaseOracle):
                     stamp = str(a.get("updated_at") or a.get("created_at") or "")
                     previous = latest.get(user)
                     if previous is not None:
-                        problems.append(AnswerProblem(
-                            f"{self.client.url}/projects/{self.project_id}/data?task={t['id']}", int(t["id"]),
-                            f"{user} annotated example {eid} more than once; the latest annotation counts"))
+                        problems.append(
+                            AnswerProblem(
+                                f"{self.client.url}/projects/{self.project_id}/data?task={t['id']}",
+                                int(t["id"]),
+                                f"{user} annotated example {eid} more than once; the latest annotation counts",
+                            )
+                        )
                         if (previous[0], previous[1]) > (stamp, int(a.get("id", 0))):
                             continue
                     latest[user] = (stamp, int(a.get("id", 0)), {**a, "_task": t["id"]})
@@ -662,23 +726,45 @@ class LabelStudioOracle(BaseOracle):
                 where = f"{self.client.url}/projects/{self.project_id}/data?task={a['_task']}"
                 choice = self._choice(a)
                 if choice is None or choice not in self.class_names:
-                    problems.append(AnswerProblem(where, int(a["_task"]), (
-                        f"{user}'s annotation {a.get('id')} of example {eid} has label {choice!r}, which is not in "
-                        f"the class list {list(self.class_names)}; it is not used")))
+                    problems.append(
+                        AnswerProblem(
+                            where,
+                            int(a["_task"]),
+                            (
+                                f"{user}'s annotation {a.get('id')} of example {eid} has label {choice!r}, which is not in "
+                                f"the class list {list(self.class_names)}; it is not used"
+                            ),
+                        )
+                    )
                     continue
                 label = self.class_names.index(choice)
                 key = (eid, user)
                 if key in stored:
                     if stored[key] != label:
-                        problems.append(AnswerProblem(where, int(a["_task"]), (
-                            f"{user} changed example {eid} to {choice!r} in Label Studio, but the store already holds "
-                            f"{self.class_names[stored[key]]!r} from them; the stored label is kept")))
+                        problems.append(
+                            AnswerProblem(
+                                where,
+                                int(a["_task"]),
+                                (
+                                    f"{user} changed example {eid} to {choice!r} in Label Studio, but the store already holds "
+                                    f"{self.class_names[stored[key]]!r} from them; the stored label is kept"
+                                ),
+                            )
+                        )
                     continue
                 if user in r.existing_annotators or key in emitted:
                     continue
                 emitted.add(key)
-                annotations.append(Annotation(example_id=eid, annotator_id=user, label=label, round=int(r.round),
-                                              source=self.source, request_id=r.request_id))
+                annotations.append(
+                    Annotation(
+                        example_id=eid,
+                        annotator_id=user,
+                        label=label,
+                        round=int(r.round),
+                        source=self.source,
+                        request_id=r.request_id,
+                    )
+                )
         return annotations, problems
 
     def _fix_overlaps(self, pending: tuple[LabelRequest, ...], tasks: list[dict[str, Any]]) -> None:
@@ -693,8 +779,11 @@ class LabelStudioOracle(BaseOracle):
             if overlap < done + 1 or task.get("is_labeled"):
                 # Label Studio does not recompute ``is_labeled`` when the overlap changes: reset it too.
                 try:
-                    self.client.call("PATCH", f"/api/tasks/{task['id']}/",
-                                     body={"overlap": max(overlap, done + 1), "is_labeled": False})
+                    self.client.call(
+                        "PATCH",
+                        f"/api/tasks/{task['id']}/",
+                        body={"overlap": max(overlap, done + 1), "is_labeled": False},
+                    )
                 except _NotFound:
                     continue  # deleted meanwhile: the next call imports it again
                 task["overlap"], task["is_labeled"] = max(overlap, done + 1), False

@@ -67,8 +67,10 @@ def register_oracle(name: str, factory: F | None = None, *, overwrite: bool = Fa
             raise TypeError(f"register_oracle({name!r}) needs a class or function, got {type(f).__name__}")
         current = _REGISTRY.get(key)
         if current is not None and current is not f and not overwrite:
-            raise ValueError(f"oracle name {name!r} is already registered to {current!r}; pick another name or "
-                             "pass overwrite=True")
+            raise ValueError(
+                f"oracle name {name!r} is already registered to {current!r}; pick another name or "
+                "pass overwrite=True"
+            )
         _REGISTRY[key] = f
         return f
 
@@ -93,7 +95,9 @@ def _resolve(key: str) -> Callable[..., Oracle]:
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as err:
-        raise ImportError(f"oracle {key!r} needs module {module_name}, which failed to import: {err}") from err
+        raise ImportError(
+            f"oracle {key!r} needs module {module_name}, which failed to import: {err}"
+        ) from err
     if key in _REGISTRY:  # the module registered itself on import
         return _REGISTRY[key]
     for part in path.split("."):
@@ -121,6 +125,8 @@ def get_oracle(name: str, **kwargs: Any) -> Oracle:
     """
     key = _key(name)
     if key not in _REGISTRY and key not in _BUILTIN:
-        raise ValueError(f"unknown oracle {name!r}; available: {', '.join(available_oracles())} "
-                         "(or register your own with register_oracle)")
+        raise ValueError(
+            f"unknown oracle {name!r}; available: {', '.join(available_oracles())} "
+            "(or register your own with register_oracle)"
+        )
     return _resolve(key)(**kwargs)

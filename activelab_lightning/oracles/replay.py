@@ -46,8 +46,10 @@ class _TableSource:
         conflict = same & (lab[1:] != lab[:-1])
         if conflict.any():
             i = int(np.nonzero(conflict)[0][0])
-            raise ValueError(f"annotator {str(names[ann[i]])!r} gave example {int(ex[i])} two different labels "
-                             f"({int(lab[i])} and {int(lab[i + 1])}); keep one row per (example, annotator)")
+            raise ValueError(
+                f"annotator {str(names[ann[i]])!r} gave example {int(ex[i])} two different labels "
+                f"({int(lab[i])} and {int(lab[i + 1])}); keep one row per (example, annotator)"
+            )
         keep = np.concatenate([[True], ~same])
         self.ex, self.ann, self.lab = ex[keep], ann[keep], lab[keep]
         self.names: tuple[str, ...] = tuple(str(n) for n in names)
@@ -64,8 +66,12 @@ class _TableSource:
         req_of = np.repeat(np.arange(B), counts)
         rows = np.arange(total) - np.repeat(seg_start, counts) + np.repeat(start, counts)
         ann = self.ann[rows]
-        used = [b * n_ann + self.index[a] for b, r in enumerate(requests) for a in r.existing_annotators
-                if a in self.index]
+        used = [
+            b * n_ann + self.index[a]
+            for b, r in enumerate(requests)
+            for a in r.existing_annotators
+            if a in self.index
+        ]
         priority = stable_uniform(seed, _PURPOSE_TABLE, ex[req_of], self.keys[ann])
         priority[np.isin(req_of * n_ann + ann, np.asarray(used, dtype=np.int64))] = np.inf
         order = np.lexsort((priority, req_of))
@@ -91,8 +97,8 @@ class _DistributionSource:
         taken: set[int] = set()
         p = self.prefix
         for a in existing:
-            if a.startswith(p) and a[len(p):].isdigit():
-                taken.add(int(a[len(p):]))
+            if a.startswith(p) and a[len(p) :].isdigit():
+                taken.add(int(a[len(p) :]))
         k = 0
         while k in taken:
             k += 1
@@ -114,7 +120,9 @@ class _DistributionSource:
                 n = counts.sum(-1)
                 width = int(n.max())
                 unit = torch.arange(width)
-                pri = torch.from_numpy(stable_uniform(seed, _PURPOSE_UNIT, e.numpy()[:, None], unit.numpy()[None, :]))
+                pri = torch.from_numpy(
+                    stable_uniform(seed, _PURPOSE_UNIT, e.numpy()[:, None], unit.numpy()[None, :])
+                )
                 pri[unit[None, :] >= n[:, None]] = float("inf")
                 picked = pri.argsort(dim=1).gather(1, kk[:, None])  # unit of rank k
                 lab = (counts.cumsum(-1) <= picked).sum(-1)
@@ -161,22 +169,33 @@ class ReplayOracle(BaseOracle):
         lab = self._int_array(labels, "labels")
         ann = list(annotator_ids)
         if not (len(ex) == len(ann) == len(lab)):
-            raise ValueError(f"example_ids, annotator_ids and labels must have the same length, got "
-                             f"{len(ex)}, {len(ann)}, {len(lab)}")
+            raise ValueError(
+                f"example_ids, annotator_ids and labels must have the same length, got "
+                f"{len(ex)}, {len(ann)}, {len(lab)}"
+            )
         if len(ex) == 0:
-            raise ValueError("the annotation table is empty; give at least one (example, annotator, label) row")
+            raise ValueError(
+                "the annotation table is empty; give at least one (example, annotator, label) row"
+            )
         if ex.min() < 0 or (num_examples is not None and ex.max() >= num_examples):
             bad = int(ex.min()) if ex.min() < 0 else int(ex.max())
-            raise ValueError(f"example id {bad} in the table is out of range 0 .. "
-                             f"{'N-1' if num_examples is None else num_examples - 1}")
+            raise ValueError(
+                f"example id {bad} in the table is out of range 0 .. "
+                f"{'N-1' if num_examples is None else num_examples - 1}"
+            )
         if lab.min() < 0 or (num_classes is not None and lab.max() >= num_classes):
             bad = int(lab.min()) if lab.min() < 0 else int(lab.max())
-            raise ValueError(f"label {bad} in the table is not a class index in 0 .. "
-                             f"{'K-1' if num_classes is None else num_classes - 1}")
+            raise ValueError(
+                f"label {bad} in the table is not a class index in 0 .. "
+                f"{'K-1' if num_classes is None else num_classes - 1}"
+            )
         self.seed = self._check_seed(seed)
         self._source: _TableSource | _DistributionSource = _TableSource(ex, ann, lab)
-        super().__init__(name, num_examples=num_examples,
-                         num_classes=int(lab.max()) + 1 if num_classes is None else int(num_classes))
+        super().__init__(
+            name,
+            num_examples=num_examples,
+            num_classes=int(lab.max()) + 1 if num_classes is None else int(num_classes),
+        )
 
     # --- constructors ---------------------------------------------------------------------------
 
@@ -236,7 +255,11 @@ class ReplayOracle(BaseOracle):
             raw = gzip.decompress(raw)
         reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
         cols = reader.fieldnames or []
-        for arg, col in (("example_col", example_col), ("annotator_col", annotator_col), ("label_col", label_col)):
+        for arg, col in (
+            ("example_col", example_col),
+            ("annotator_col", annotator_col),
+            ("label_col", label_col),
+        ):
             if col not in cols:
                 raise ValueError(f"{arg}={col!r} is not a column of {p.name}; its columns are {cols}")
         lookup = None if class_names is None else {str(c): i for i, c in enumerate(class_names)}
@@ -250,7 +273,9 @@ class ReplayOracle(BaseOracle):
             try:
                 ex.append(int(row[example_col]))
             except (TypeError, ValueError):
-                raise ValueError(f"{p.name} line {line}: example id {row[example_col]!r} is not an integer") from None
+                raise ValueError(
+                    f"{p.name} line {line}: example id {row[example_col]!r} is not an integer"
+                ) from None
             ann.append(str(row[annotator_col]))
             if lookup is not None and value in lookup:
                 lab.append(lookup[value])
@@ -258,8 +283,11 @@ class ReplayOracle(BaseOracle):
             try:
                 lab.append(int(value))
             except ValueError:
-                hint = (f"not one of class_names {list(lookup)}" if lookup is not None
-                        else "not an integer; pass class_names=[...] to map names to indices")
+                hint = (
+                    f"not one of class_names {list(lookup)}"
+                    if lookup is not None
+                    else "not an integer; pass class_names=[...] to map names to indices"
+                )
                 raise ValueError(f"{p.name} line {line}: label {value!r} is {hint}") from None
         if class_names is not None:
             kwargs.setdefault("num_classes", len(class_names))
@@ -302,8 +330,11 @@ class ReplayOracle(BaseOracle):
             >>> a.annotator_id, a.label in (1, 2)
             ('dist-0', True)
         """
-        d = distributions if torch.is_tensor(distributions) else torch.as_tensor(
-            np.asarray(distributions, dtype=np.float64))
+        d = (
+            distributions
+            if torch.is_tensor(distributions)
+            else torch.as_tensor(np.asarray(distributions, dtype=np.float64))
+        )
         d = d.to(torch.float64)
         if d.ndim != 2 or d.shape[0] < 1 or d.shape[1] < 2:
             raise ValueError(f"distributions must have shape (N, K) with K >= 2, got {tuple(d.shape)}")
@@ -311,15 +342,18 @@ class ReplayOracle(BaseOracle):
             raise ValueError("distributions must hold finite values >= 0 (probabilities or counts)")
         is_counts = bool(torch.equal(d, d.round()))
         if not replacement and not is_counts:
-            raise ValueError("replacement=False replays counted labels and needs integer counts; got non-integer "
-                             "distributions (use replacement=True for probabilities)")
+            raise ValueError(
+                "replacement=False replays counted labels and needs integer counts; got non-integer "
+                "distributions (use replacement=True for probabilities)"
+            )
         totals = d.sum(-1)
         if annotators_per_example is None:
             cap = totals.clone() if is_counts else torch.where(totals > 0, torch.inf, 0.0)
         else:
             if isinstance(annotators_per_example, bool) or int(annotators_per_example) < 1:
-                raise ValueError(f"annotators_per_example must be a positive int or None, got "
-                                 f"{annotators_per_example!r}")
+                raise ValueError(
+                    f"annotators_per_example must be a positive int or None, got {annotators_per_example!r}"
+                )
             cap = torch.where(totals > 0, float(annotators_per_example), 0.0)
             if not replacement:
                 cap = torch.minimum(cap, totals)
@@ -357,9 +391,16 @@ class ReplayOracle(BaseOracle):
     def _answer(self, requests: tuple[LabelRequest, ...]) -> OracleResponse:
         picks = self._source.answer(self.seed, requests)
         annotations = tuple(
-            Annotation(example_id=r.example_id, annotator_id=p[0], label=p[1], round=r.round, source=self.source,
-                       request_id=r.request_id)
-            for r, p in zip(requests, picks) if p is not None
+            Annotation(
+                example_id=r.example_id,
+                annotator_id=p[0],
+                label=p[1],
+                round=r.round,
+                source=self.source,
+                request_id=r.request_id,
+            )
+            for r, p in zip(requests, picks)
+            if p is not None
         )
         exhausted = tuple(r for r, p in zip(requests, picks) if p is None)
         return OracleResponse(annotations=annotations, exhausted=exhausted)

@@ -117,23 +117,33 @@ class SimulatedOracle(BaseOracle):
 
         if pool_labels is not None:
             if annotators is not None or noise_trace is not None:
-                raise ValueError("pass either pool_labels or annotators/noise_trace, not both: pool_labels already "
-                                 "fixes every annotator's labels")
+                raise ValueError(
+                    "pass either pool_labels or annotators/noise_trace, not both: pool_labels already "
+                    "fixes every annotator's labels"
+                )
             pool = _labels_tensor(pool_labels, "pool_labels")
             if pool.ndim != 2 or pool.shape[0] != y.numel() or pool.shape[1] < 1:
-                raise ValueError(f"pool_labels must have shape (N, A) = ({y.numel()}, A >= 1) to match "
-                                 f"true_labels, got {tuple(pool.shape)}")
+                raise ValueError(
+                    f"pool_labels must have shape (N, A) = ({y.numel()}, A >= 1) to match "
+                    f"true_labels, got {tuple(pool.shape)}"
+                )
             K = self._num_classes(num_classes, y, int(pool.max()) + 1)
             if int(pool.min()) < 0:
-                raise ValueError(f"pool_labels must hold class indices in 0 .. {K - 1}, got {int(pool.min())}")
+                raise ValueError(
+                    f"pool_labels must hold class indices in 0 .. {K - 1}, got {int(pool.min())}"
+                )
             self._pool = pool.to(_smallest_int_dtype(K))
             A = pool.shape[1]
-        elif isinstance(annotators, str) or annotators is None or (
-            isinstance(annotators, (int, np.integer)) and not isinstance(annotators, bool)
+        elif (
+            isinstance(annotators, str)
+            or annotators is None
+            or (isinstance(annotators, (int, np.integer)) and not isinstance(annotators, bool))
         ):
             if isinstance(annotators, str) and annotators != "paper":
-                raise ValueError(f"annotators must be an int, 'paper', accuracies or confusion matrices, got "
-                                 f"{annotators!r}")
+                raise ValueError(
+                    f"annotators must be an int, 'paper', accuracies or confusion matrices, got "
+                    f"{annotators!r}"
+                )
             A = _PAPER_NUM_ANNOTATORS if annotators in (None, "paper") else int(annotators)
             if A < 1:
                 raise ValueError(f"annotators must be >= 1 when it is a count, got {A}")
@@ -143,17 +153,25 @@ class SimulatedOracle(BaseOracle):
             g = torch.Generator().manual_seed(self.seed)
             self.noise_matrix = generate_noise_matrix_from_trace(K, trace, class_prior=prior, generator=g)
             self._pool = generate_noisy_labels(y, self.noise_matrix, num_annotators=A, generator=g).to(
-                _smallest_int_dtype(K))
+                _smallest_int_dtype(K)
+            )
         else:
             if noise_trace is not None:
-                raise ValueError("noise_trace only applies to an int or 'paper' roster; with accuracies or "
-                                 "confusion matrices leave it None")
+                raise ValueError(
+                    "noise_trace only applies to an int or 'paper' roster; with accuracies or "
+                    "confusion matrices leave it None"
+                )
             try:
-                arr = annotators if torch.is_tensor(annotators) else torch.as_tensor(np.asarray(annotators,
-                                                                                                 dtype=np.float64))
+                arr = (
+                    annotators
+                    if torch.is_tensor(annotators)
+                    else torch.as_tensor(np.asarray(annotators, dtype=np.float64))
+                )
             except (TypeError, ValueError):
-                raise TypeError(f"annotators must be an int, 'paper', a sequence of accuracies or an (A, K, K) "
-                                f"array of confusion matrices, got {type(annotators).__name__}") from None
+                raise TypeError(
+                    f"annotators must be an int, 'paper', a sequence of accuracies or an (A, K, K) "
+                    f"array of confusion matrices, got {type(annotators).__name__}"
+                ) from None
             arr = arr.to(torch.float64)
             if arr.ndim == 1:
                 K = self._num_classes(num_classes, y)
@@ -162,8 +180,10 @@ class SimulatedOracle(BaseOracle):
                 K = self._num_classes(num_classes, y, arr.shape[1])
                 confusion = self._check_confusion(arr, K)
             else:
-                raise ValueError(f"annotators as an array must be 1-D accuracies (A,) or confusion matrices "
-                                 f"(A, K, K), got shape {tuple(arr.shape)}")
+                raise ValueError(
+                    f"annotators as an array must be 1-D accuracies (A,) or confusion matrices "
+                    f"(A, K, K), got shape {tuple(arr.shape)}"
+                )
             A = confusion.shape[0]
             self._cdf = confusion.cumsum(-1)
 
@@ -171,8 +191,10 @@ class SimulatedOracle(BaseOracle):
         if annotator_ids is not None:
             ids = tuple(str(a) for a in annotator_ids)
             if len(ids) != A or len(set(ids)) != A:
-                raise ValueError(f"annotator_ids must be {A} distinct ids (one per annotator), got {len(ids)} "
-                                 f"with {len(set(ids))} distinct")
+                raise ValueError(
+                    f"annotator_ids must be {A} distinct ids (one per annotator), got {len(ids)} "
+                    f"with {len(set(ids))} distinct"
+                )
         else:
             width = max(2, len(str(A - 1)))
             ids = tuple(f"{annotator_prefix}{a:0{width}d}" for a in range(A))
@@ -188,14 +210,22 @@ class SimulatedOracle(BaseOracle):
         if num_classes is None:
             K = max(top, implied or 0, 2)
         else:
-            if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+            if (
+                isinstance(num_classes, bool)
+                or not isinstance(num_classes, (int, np.integer))
+                or num_classes < 2
+            ):
                 raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
             K = int(num_classes)
             if implied is not None and implied > K:
-                raise ValueError(f"num_classes={K} but the annotators' labels imply at least {implied} classes")
+                raise ValueError(
+                    f"num_classes={K} but the annotators' labels imply at least {implied} classes"
+                )
         if top > K:
-            raise ValueError(f"true_labels holds class {top - 1}, out of range for {K} classes; pass "
-                             f"num_classes >= {top} or fix the labels")
+            raise ValueError(
+                f"true_labels holds class {top - 1}, out of range for {K} classes; pass "
+                f"num_classes >= {top} or fix the labels"
+            )
         return K
 
     @staticmethod
@@ -212,7 +242,9 @@ class SimulatedOracle(BaseOracle):
     @staticmethod
     def _check_confusion(conf: torch.Tensor, K: int) -> torch.Tensor:
         if conf.shape[1:] != (K, K) or conf.shape[0] < 1:
-            raise ValueError(f"confusion matrices must have shape (A, K, K) with K={K}, got {tuple(conf.shape)}")
+            raise ValueError(
+                f"confusion matrices must have shape (A, K, K) with K={K}, got {tuple(conf.shape)}"
+            )
         if not torch.isfinite(conf).all() or (conf < 0).any():
             raise ValueError("confusion matrices must hold finite probabilities >= 0")
         sums = conf.sum(-1)
@@ -273,7 +305,9 @@ class SimulatedOracle(BaseOracle):
         prior = class_prior_of(self._true, self.num_classes)
         return (self._confusion.diagonal(dim1=1, dim2=2) * prior).sum(-1)
 
-    def label_of(self, example_ids: torch.Tensor | Sequence[int], annotator_ids: Sequence[str] | str) -> torch.Tensor:
+    def label_of(
+        self, example_ids: torch.Tensor | Sequence[int], annotator_ids: Sequence[str] | str
+    ) -> torch.Tensor:
         """The label each annotator gives each example (whether or not it was ever requested).
 
         Args:
@@ -291,14 +325,18 @@ class SimulatedOracle(BaseOracle):
         """
         ex = torch.as_tensor(np.asarray(example_ids, dtype=np.int64)).reshape(-1)
         if ex.numel() and (int(ex.min()) < 0 or int(ex.max()) >= self._true.numel()):
-            raise ValueError(f"example ids must be in 0 .. {self._true.numel() - 1}, got {ex.tolist()[:5]}...")
+            raise ValueError(
+                f"example ids must be in 0 .. {self._true.numel() - 1}, got {ex.tolist()[:5]}..."
+            )
         names = [annotator_ids] * ex.numel() if isinstance(annotator_ids, str) else list(annotator_ids)
         if len(names) != ex.numel():
             raise ValueError(f"annotator_ids must have one id per example ({ex.numel()}), got {len(names)}")
         unknown = [a for a in names if a not in self._index]
         if unknown:
-            raise ValueError(f"unknown annotator id {unknown[0]!r}; this oracle's roster is "
-                             f"{self.annotator_ids[0]!r} .. {self.annotator_ids[-1]!r}")
+            raise ValueError(
+                f"unknown annotator id {unknown[0]!r}; this oracle's roster is "
+                f"{self.annotator_ids[0]!r} .. {self.annotator_ids[-1]!r}"
+            )
         ann = torch.tensor([self._index[a] for a in names], dtype=torch.int64)
         return self._labels(ex, ann)
 
@@ -332,13 +370,21 @@ class SimulatedOracle(BaseOracle):
         labels = self._labels(ex_t, ann_t).tolist()
         answered = [r for r, k in zip(requests, ok) if k]
         annotations = tuple(
-            Annotation(example_id=r.example_id, annotator_id=self.annotator_ids[a], label=int(lab), round=r.round,
-                       source=self.source, request_id=r.request_id)
+            Annotation(
+                example_id=r.example_id,
+                annotator_id=self.annotator_ids[a],
+                label=int(lab),
+                round=r.round,
+                source=self.source,
+                request_id=r.request_id,
+            )
             for r, a, lab in zip(answered, ann_t.tolist(), labels)
         )
         exhausted = tuple(r for r, k in zip(requests, ok) if not k)
         return OracleResponse(annotations=annotations, exhausted=exhausted)
 
     def __repr__(self) -> str:
-        return (f"SimulatedOracle(name={self.name!r}, num_examples={self.num_examples}, "
-                f"num_annotators={self.num_annotators}, num_classes={self.num_classes}, seed={self.seed})")
+        return (
+            f"SimulatedOracle(name={self.name!r}, num_examples={self.num_examples}, "
+            f"num_annotators={self.num_annotators}, num_classes={self.num_classes}, seed={self.seed})"
+        )

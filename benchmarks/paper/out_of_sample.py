@@ -78,24 +78,46 @@ def run_one(args: argparse.Namespace, option: str, seed: int) -> dict[str, Any]:
     setup = make_paper_setup(seed=args.setup_seed, standardize=True)
     store = AnnotationStore(":memory:", num_examples=len(setup.dataset), class_names=setup.class_names)
     dm = ActiveDataModule(
-        setup.dataset, store, test_dataset=setup.test_dataset, batch_size=hp["batch_size"],
-        inference_batch_size=4096, initial_labels=list(setup.initial_annotations),
-        true_labels=setup.true_labels, seed=seed,
+        setup.dataset,
+        store,
+        test_dataset=setup.test_dataset,
+        batch_size=hp["batch_size"],
+        inference_batch_size=4096,
+        initial_labels=list(setup.initial_annotations),
+        true_labels=setup.true_labels,
+        seed=seed,
     )
     callback = ActiveLabCallback(
-        setup.make_oracle(seed), query_size=args.query_size, strategy=args.strategy, seed=seed,
-        true_labels=setup.true_labels, reporter=None,
+        setup.make_oracle(seed),
+        query_size=args.query_size,
+        strategy=args.strategy,
+        seed=seed,
+        true_labels=setup.true_labels,
+        reporter=None,
         out_of_sample="in_sample" if option in ("in_sample", "cv5") else "crossfit",
         crossfit_unlabeled="model" if option == "crossfit_model" else "heads",
     )
 
     def model() -> MLPClassifier:
-        return MLPClassifier(setup.features.shape[1], setup.num_classes, hidden_dims=tuple(hp["hidden"]),
-                             dropout=hp["dropout"], lr=1e-2, weight_decay=hp["weight_decay"])
+        return MLPClassifier(
+            setup.features.shape[1],
+            setup.num_classes,
+            hidden_dims=tuple(hp["hidden"]),
+            dropout=hp["dropout"],
+            lr=1e-2,
+            weight_decay=hp["weight_decay"],
+        )
 
     kwargs = {**common.TRAINER_DEFAULTS, "max_epochs": hp["epochs"], "accelerator": "cpu", "devices": 1}
-    loop = ActiveLearningLoop(model, dm, callback, trainer_kwargs=kwargs, rounds=0,
-                              cv_folds=5 if option == "cv5" else None, seed=seed)
+    loop = ActiveLearningLoop(
+        model,
+        dm,
+        callback,
+        trainer_kwargs=kwargs,
+        rounds=0,
+        cv_folds=5 if option == "cv5" else None,
+        seed=seed,
+    )
     truth = torch.as_tensor(setup.true_labels)
     rows: list[dict[str, Any]] = [{"round": -1, "consensus_acc": dm.consensus_accuracy()}]
     started = time.perf_counter()
@@ -106,21 +128,23 @@ def run_one(args: argparse.Namespace, option: str, seed: int) -> dict[str, Any]:
         state = callback._memory_state[r]
         labeled = torch.as_tensor(state["ids"])[: h["num_labeled"] - h["num_new"]]
         probs = torch.as_tensor(state["probs"])[: labeled.numel()]
-        rows.append({
-            "round": r,
-            "consensus_acc": h["consensus_accuracy"],
-            "model_acc": loop.history[-1]["test"].get("test/acc"),
-            "temperature": h.get("temperature"),
-            "model_weight": h.get("model_weight"),
-            "mean_annotator_weight": h.get("mean_annotator_weight"),
-            "num_new": h["num_new"],
-            "agreement_in_sample": h.get("agreement_in_sample"),
-            "agreement_out_of_fold": h.get("agreement_out_of_fold"),
-            "crossfit_l2": h.get("crossfit_l2"),
-            "seconds": loop.history[-1]["seconds"],
-            "acquisition_seconds": h["seconds"],
-            **{f"labeled_{k}": v for k, v in calibration(probs, truth[labeled]).items()},
-        })
+        rows.append(
+            {
+                "round": r,
+                "consensus_acc": h["consensus_accuracy"],
+                "model_acc": loop.history[-1]["test"].get("test/acc"),
+                "temperature": h.get("temperature"),
+                "model_weight": h.get("model_weight"),
+                "mean_annotator_weight": h.get("mean_annotator_weight"),
+                "num_new": h["num_new"],
+                "agreement_in_sample": h.get("agreement_in_sample"),
+                "agreement_out_of_fold": h.get("agreement_out_of_fold"),
+                "crossfit_l2": h.get("crossfit_l2"),
+                "seconds": loop.history[-1]["seconds"],
+                "acquisition_seconds": h["seconds"],
+                **{f"labeled_{k}": v for k, v in calibration(probs, truth[labeled]).items()},
+            }
+        )
     # one plain fit + test on the final consensus (the cost reference, and the last model point)
     pl.seed_everything(seed, workers=True, verbose=False)
     t0 = time.perf_counter()
@@ -129,9 +153,18 @@ def run_one(args: argparse.Namespace, option: str, seed: int) -> dict[str, Any]:
     trainer.fit(final, datamodule=dm)
     plain_fit = time.perf_counter() - t0
     final_acc = float(trainer.test(final, datamodule=dm, verbose=False)[0]["test/acc"])
-    return {"option": option, "seed": seed, "model": args.model, "hp": hp, "setup_seed": args.setup_seed,
-            "strategy": args.strategy, "rows": rows, "final_model_acc": final_acc,
-            "plain_fit_seconds": plain_fit, "seconds": time.perf_counter() - started}
+    return {
+        "option": option,
+        "seed": seed,
+        "model": args.model,
+        "hp": hp,
+        "setup_seed": args.setup_seed,
+        "strategy": args.strategy,
+        "rows": rows,
+        "final_model_acc": final_acc,
+        "plain_fit_seconds": plain_fit,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def _worker(job: tuple[argparse.Namespace, str, int]) -> str:
@@ -141,9 +174,11 @@ def _worker(job: tuple[argparse.Namespace, str, int]) -> str:
     path.write_text(json.dumps(result))
     cons = [r["consensus_acc"] for r in result["rows"]]
     temps = [r["temperature"] for r in result["rows"][1:]]
-    return (f"{option} seed {seed}: consensus {' '.join(f'{c:.3f}' for c in cons)} | "
-            f"T {' '.join(f'{t:.2f}' if t else '-' for t in temps)} | final model {result['final_model_acc']:.3f} "
-            f"| {result['seconds']:.0f} s")
+    return (
+        f"{option} seed {seed}: consensus {' '.join(f'{c:.3f}' for c in cons)} | "
+        f"T {' '.join(f'{t:.2f}' if t else '-' for t in temps)} | final model {result['final_model_acc']:.3f} "
+        f"| {result['seconds']:.0f} s"
+    )
 
 
 _PER_ROUND = (
@@ -188,16 +223,24 @@ def write_report(out: Path) -> str:
     ]
     for option in [o for o in OPTIONS if o in runs]:
         rs = runs[option]
-        per = {key: [_mean([r["rows"][i + 1].get(key) for r in rs]) for i in range(len(rs[0]["rows"]) - 1)]
-               for key, _, _ in _PER_ROUND}
+        per = {
+            key: [_mean([r["rows"][i + 1].get(key) for r in rs]) for i in range(len(rs[0]["rows"]) - 1)]
+            for key, _, _ in _PER_ROUND
+        }
         auc_c = _mean([_mean([row["consensus_acc"] for row in r["rows"][1:]]) for r in rs])
         auc_m = _mean([_mean([row["model_acc"] for row in r["rows"][1:]]) for r in rs])
         final = _mean([r["final_model_acc"] for r in rs])
         sec = _mean(per["seconds"])
         fit = _mean([r["plain_fit_seconds"] for r in rs])
-        summary[option] = {"consensus_auc": auc_c, "model_auc": auc_m, "final_model_acc": final,
-                           "seconds_per_round": sec, "plain_fit_seconds": fit, "per_round": per,
-                           "seeds": [r["seed"] for r in rs]}
+        summary[option] = {
+            "consensus_auc": auc_c,
+            "model_auc": auc_m,
+            "final_model_acc": final,
+            "seconds_per_round": sec,
+            "plain_fit_seconds": fit,
+            "per_round": per,
+            "seeds": [r["seed"] for r in rs],
+        }
         lines.append(
             f"| {option} | {len(rs)} | {auc_c:.4f} | {auc_m:.4f} | {final:.4f} | {_mean(per['labeled_ece']):.3f} | "
             f"{_mean(per['labeled_nll']):.3f} | {sec:.2f} | {fit:.2f} | {sec / fit:.2f} |"
@@ -212,7 +255,7 @@ def write_report(out: Path) -> str:
             lines.append(f"| {option} | " + " | ".join(cells) + " |")
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    return "\n".join(lines[:8 + len(summary)])
+    return "\n".join(lines[: 8 + len(summary)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,8 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/out_of_sample"))
     args = p.parse_args(argv)
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
-    jobs = [(args, o, s) for s in args.seeds for o in args.options
-            if not (args.out / "runs" / f"{o}-s{s}.json").exists()]
+    jobs = [
+        (args, o, s)
+        for s in args.seeds
+        for o in args.options
+        if not (args.out / "runs" / f"{o}-s{s}.json").exists()
+    ]
     wall = common.drive(_worker, jobs, processes=args.jobs)
     print(write_report(args.out))
     print(f"wall {wall:.0f} s; wrote {args.out}/results.json and results.md")

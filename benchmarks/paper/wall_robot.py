@@ -69,7 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the callback's labeled-pool predictions when --cv-folds is 0 (crossfit = the library default)",
     )
     p.add_argument("--in-sample", action="store_true", help="alias of --out-of-sample in_sample --cv-folds 0")
-    p.add_argument("--setup-seed", type=int, default=123, help="data / noise seed (123 = the paper benchmark)")
+    p.add_argument(
+        "--setup-seed", type=int, default=123, help="data / noise seed (123 = the paper benchmark)"
+    )
     p.add_argument(
         "--temperature-objective", choices=("class-position", "cleanlab-2.9"), default="class-position"
     )

@@ -30,7 +30,9 @@ PROBS = torch.tensor(
 )
 
 
-def _random_probs(shape: tuple[int, ...], seed: int = 0, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def _random_probs(
+    shape: tuple[int, ...], seed: int = 0, *, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.softmax(2.0 * torch.randn(*shape, generator=g, dtype=torch.float64), dim=-1).to(dtype)
 
@@ -203,12 +205,16 @@ def test_score_ranges(n: int, k: int, p: int, seed: int) -> None:
 def test_logits_are_rejected_with_a_hint(fn) -> None:
     with pytest.raises(ValueError, match=r"pred_probs contains negative values.*did you pass logits\?"):
         fn(torch.tensor([[2.0, -1.0, 0.5]]))
-    with pytest.raises(ValueError, match=r"rows of pred_probs must sum to 1.*sums to 3\.5.*did you pass logits\?"):
+    with pytest.raises(
+        ValueError, match=r"rows of pred_probs must sum to 1.*sums to 3\.5.*did you pass logits\?"
+    ):
         fn(torch.tensor([[2.0, 1.0, 0.5]]))
 
 
 def test_non_finite_probabilities_are_rejected() -> None:
-    with pytest.raises(ValueError, match=r"pred_probs contains non-finite values \(e\.g\. nan at index \(0, 0\)\)"):
+    with pytest.raises(
+        ValueError, match=r"pred_probs contains non-finite values \(e\.g\. nan at index \(0, 0\)\)"
+    ):
         least_confidence_scores(torch.tensor([[float("nan"), 1.0]]))
 
 
@@ -216,19 +222,25 @@ def test_non_finite_probabilities_are_rejected() -> None:
 def test_wrong_rank_is_rejected(fn) -> None:
     with pytest.raises(ValueError, match=r"pred_probs must have shape \(N, K\), got shape \(3,\)"):
         fn(torch.tensor([0.2, 0.3, 0.5]))
-    with pytest.raises(ValueError, match=r"got shape \(2, 3, 4\)\. For a \(P, N, K\) ensemble use `disagreement_scores`"):
+    with pytest.raises(
+        ValueError, match=r"got shape \(2, 3, 4\)\. For a \(P, N, K\) ensemble use `disagreement_scores`"
+    ):
         fn(_random_probs((2, 3, 4)))
 
 
 @pytest.mark.parametrize("fn", [entropy_scores, least_confidence_scores, margin_scores])
 def test_single_class_is_rejected(fn) -> None:
-    with pytest.raises(ValueError, match=r"pred_probs has K = 1 class.*\(shape \(2, 1\)\).*at least 2 classes"):
+    with pytest.raises(
+        ValueError, match=r"pred_probs has K = 1 class.*\(shape \(2, 1\)\).*at least 2 classes"
+    ):
         fn(torch.ones(2, 1))
 
 
 def test_nested_lists_are_accepted_and_strings_rejected() -> None:
     assert entropy_scores([[0.5, 0.5]]).tolist() == [-1.0]
-    with pytest.raises(TypeError, match=r"pred_probs must be a torch\.Tensor or numpy array of numbers, got str"):
+    with pytest.raises(
+        TypeError, match=r"pred_probs must be a torch\.Tensor or numpy array of numbers, got str"
+    ):
         entropy_scores("0.5, 0.5")
 
 
@@ -258,7 +270,9 @@ def test_random_scores_argument_errors() -> None:
 
 
 def test_int_seed_is_the_same_as_a_seeded_generator() -> None:
-    assert torch.equal(random_scores(5, generator=3), random_scores(5, generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(
+        random_scores(5, generator=3), random_scores(5, generator=torch.Generator().manual_seed(3))
+    )
 
 
 def test_good_random_scores_argument_errors() -> None:
@@ -267,7 +281,9 @@ def test_good_random_scores_argument_errors() -> None:
         good_random_scores(torch.tensor([1, -1]), generator=g)
     with pytest.raises(ValueError, match=r"num_annotations must hold non-negative integer.*\[0\.5\]"):
         good_random_scores(np.array([0.5, 1.0]), generator=g)
-    with pytest.raises(ValueError, match=r"num_annotations must have shape \(N,\), got shape \(3, 2\).*isnan"):
+    with pytest.raises(
+        ValueError, match=r"num_annotations must have shape \(N,\), got shape \(3, 2\).*isnan"
+    ):
         good_random_scores(torch.zeros(3, 2), generator=g)
     with pytest.raises(TypeError, match="generator must be a torch.Generator"):
         good_random_scores(torch.zeros(3), generator=np.random.default_rng(0))  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import warnings
 from dataclasses import dataclass
 from unittest import mock
@@ -268,7 +269,7 @@ def assert_same_order_up_to_float_ties(stats, ref_stats, tol: float = 1e-12) -> 
         return
     keys = ref_stats.loc[stats.index, ["annotator_quality", "agreement_with_consensus"]].to_numpy(dtype=float)
     keys = np.where(np.isnan(keys), np.inf, keys)
-    for (q0, a0), (q1, a1) in zip(keys[:-1], keys[1:]):
+    for (q0, a0), (q1, a1) in itertools.pairwise(keys):
         assert q0 <= q1 + tol and (q0 < q1 - tol or a0 <= a1 + tol), (
             f"annotator order: ours {list(stats.index)}, cleanlab {list(ref_stats.index)}"
         )

@@ -176,7 +176,7 @@ def in_child(fn, env_value: str | None) -> int:
             else:
                 os.environ[KILL_ENV] = env_value
             fn()
-        except BaseException:  # noqa: BLE001 - report and exit non-zero
+        except BaseException:
             import traceback
 
             traceback.print_exc()

@@ -19,9 +19,9 @@ _EXPORTS: dict[str, str] = {
     "RoundRecord": "activelab_lightning.records",
     # pipeline
     "AnnotationStore": "activelab_lightning.store",
-    "ActiveDataModule": "activelab_lightning.datamodule",
+    "ActiveDataModule": "activelab_lightning.data",
     "ActiveLabCallback": "activelab_lightning.callback",
-    "OracleAnswerError": "activelab_lightning.callback",
+    "OracleAnswerError": "activelab_lightning.errors",
     "ActiveLearningLoop": "activelab_lightning.loop",
     "register_strategy": "activelab_lightning.selection",
     "get_strategy": "activelab_lightning.selection",

@@ -9,10 +9,15 @@ rank).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-__all__ = ["global_rank", "is_rank_zero", "rank_zero_info", "rank_zero_warn"]
+__all__ = ["global_rank", "is_rank_zero", "on_rank_zero", "rank_zero_info", "rank_zero_warn"]
+
+T = TypeVar("T")
 
 
 def global_rank() -> int:
@@ -29,3 +34,34 @@ def is_rank_zero() -> bool:
         True
     """
     return global_rank() == 0
+
+
+def on_rank_zero(trainer: Any, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on rank 0 and broadcast its result through ``trainer.strategy``.
+
+    With one process (or ``trainer=None``) it simply returns ``fn()``. A failure on rank 0 is
+    re-raised there and, as :class:`~activelab_lightning.errors.ActiveLabError` naming it, on every
+    other rank, so no rank waits forever in a collective.
+
+    Example::
+
+        >>> on_rank_zero(None, lambda: 42)
+        42
+    """
+    from activelab_lightning.errors import ActiveLabError
+
+    if trainer is None or int(getattr(trainer, "world_size", 1)) <= 1:
+        return fn()
+    result, error = None, None
+    if trainer.is_global_zero:
+        try:
+            result = fn()
+        except BaseException as exc:
+            error = exc
+    message = f"{type(error).__name__}: {error}" if error is not None else None
+    result, message = trainer.strategy.broadcast((result, message), src=0)
+    if error is not None:
+        raise error
+    if message is not None:
+        raise ActiveLabError(f"rank 0 failed during the acquisition: {message}")
+    return result

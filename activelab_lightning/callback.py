@@ -41,62 +41,40 @@ import dataclasses
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 
-from activelab_lightning.errors import ActiveLabError, WaitingForLabels
-from activelab_lightning.out_of_sample import (
-    OUT_OF_SAMPLE_METHODS,
-    CrossFitHeads,
-    find_head,
-    fit_crossfit_heads,
-    heads_predict_fn,
-    with_features_predict_fn,
-)
-from activelab_lightning.predictions import (
-    _check_probabilities,
-    _module_device,
-    _resolve_predict_fn,
-    collect_predictions,
-    iter_predictions,
+from activelab_lightning._distributed import on_rank_zero, rank_zero_warn
+from activelab_lightning.errors import WaitingForLabels
+from activelab_lightning.oracles.base import check_response
+from activelab_lightning.predictions import OUT_OF_SAMPLE_METHODS, PredictFn
+from activelab_lightning.predictions.pools import (
+    LabeledPass,
+    check_pool_probs,
+    labeled_pass,
+    predict_pool,
+    unlabeled_batches,
 )
 from activelab_lightning.records import Annotation, LabelRequest, OracleResponse, RoundSummary
-from activelab_lightning.scoring import annotator_stats
+from activelab_lightning.reporting.summary import summarize_round
+from activelab_lightning.round_state import RoundStates, datamodule_state
 from activelab_lightning.selection import (
-    LowestK,
     ScoringContext,
     Strategy,
     get_strategy,
     make_requests,
+    rank_pools,
     round_seed,
     subsample_ids,
 )
 
-__all__ = ["ActiveLabCallback", "OracleAnswerError"]
-
-PredictFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+__all__ = ["ActiveLabCallback"]
 
 _SPAWN_START_METHODS = ("spawn", "fork", "forkserver")
 _STATE_VERSION = 1
-_MAX_REPORTED_UNLABELED_SCORES = 100_000
-#: Diagnostics passed on to the loggers and the round log as ``RoundSummary.metrics``.
-_REPORTED_DIAGNOSTICS = (
-    "temperature",
-    "crossfit_l2",
-    "crossfit_oof_nll",
-    "agreement_in_sample",
-    "agreement_out_of_fold",
-)
-_IN_SAMPLE_GAP = 0.05  # in-sample agreement this far above the out-of-fold one: warn (guard)
-
-
-class OracleAnswerError(ActiveLabError, ValueError):
-    """An oracle answered something that was not asked; nothing of its response was stored."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +135,7 @@ class ActiveLabCallback(pl.Callback):
         out_of_sample: How the labeled pool's ``pred_probs`` are made out-of-sample inside one fit
             (ActiveLab and CROWDLAB assume they are). ``"crossfit"`` (default): ``crossfit_folds``
             linear heads refitted on the model's penultimate features of the other folds predict
-            each held-out fold (see :mod:`~activelab_lightning.out_of_sample`; they also form the
+            each held-out fold (see :mod:`~activelab_lightning.predictions.crossfit`; they also form the
             ensemble of ``activelab_ensemble`` / ``disagreement``). ``"in_sample"``: the trained
             model's own predictions (over-confident on its training rows; the previous default).
             Probabilities handed in with :meth:`use_predictions` (e.g. the loop's ``cv_folds``)
@@ -261,7 +239,6 @@ class ActiveLabCallback(pl.Callback):
         self.unlabeled_subsample = unlabeled_subsample
         self.true_labels = None if true_labels is None else torch.as_tensor(true_labels).long().cpu()
         self.reporter = reporter
-        self.state_dir = state_dir
         self.out_of_sample = out_of_sample
         self.crossfit_folds = crossfit_folds
         self.crossfit_unlabeled = crossfit_unlabeled
@@ -272,10 +249,19 @@ class ActiveLabCallback(pl.Callback):
         self._round_strategy: Strategy | None = None
         self.last_summary: RoundSummary | None = None
         self._next_round = 0
-        self._memory_state: dict[int, dict[str, Any]] = {}
+        self._round_states = RoundStates(state_dir)
         self._restored_for: int | None = None
         self._query_size_limit: int | None = None
         self._injected: dict[str, Any] = {}
+
+    @property
+    def state_dir(self) -> str | os.PathLike[str] | None:
+        """Where each round's refresh state is saved (see :class:`~activelab_lightning.round_state.RoundStates`)."""
+        return self._round_states.state_dir
+
+    @state_dir.setter
+    def state_dir(self, value: str | os.PathLike[str] | None) -> None:
+        self._round_states.state_dir = value
 
     # ------------------------------------------------------------------ Lightning state
     @property
@@ -314,10 +300,11 @@ class ActiveLabCallback(pl.Callback):
             )
         if stage != "fit":
             return
-        if self.every_n_epochs is not None and trainer.reload_dataloaders_every_n_epochs != 1:
+        reload_every = getattr(trainer, "reload_dataloaders_every_n_epochs", 0)  # set by Trainer.__init__
+        if self.every_n_epochs is not None and reload_every != 1:
             raise ValueError(
                 f"ActiveLabCallback(every_n_epochs={self.every_n_epochs}) grows the training set during `fit`, "
-                f"but Trainer(reload_dataloaders_every_n_epochs={trainer.reload_dataloaders_every_n_epochs}) "
+                f"but Trainer(reload_dataloaders_every_n_epochs={reload_every}) "
                 f"would keep training on the old set. Pass Trainer(reload_dataloaders_every_n_epochs=1)."
             )
         datamodule = self._datamodule(trainer)
@@ -370,7 +357,7 @@ class ActiveLabCallback(pl.Callback):
         last = store.last_completed_round()
         if last < 0:
             return
-        state = self._load_round_state(store, last)
+        state = self._round_states.load(store, last)
         if state is not None:
             self._refresh(datamodule, state)
 
@@ -409,7 +396,7 @@ class ActiveLabCallback(pl.Callback):
         datamodule = self._datamodule(trainer)
         store = datamodule.store
 
-        plan = self._on_rank_zero(trainer, lambda: self._plan(store))
+        plan = on_rank_zero(trainer, lambda: self._plan(store))
         strategy = self._new_strategy()
         scores_for_report: dict[str, torch.Tensor | None] = {"labeled": None, "unlabeled": None}
         diagnostics: dict[str, float] = {}
@@ -447,7 +434,7 @@ class ActiveLabCallback(pl.Callback):
                 raise select_error
             return self._ask(store, plan, selected, seed)
 
-        outcome = self._on_rank_zero(trainer, ask)
+        outcome = on_rank_zero(trainer, ask)
         self._apply(trainer, datamodule, outcome)
         summary = None
         if trainer.is_global_zero:
@@ -488,6 +475,7 @@ class ActiveLabCallback(pl.Callback):
         scores_for_report: dict[str, torch.Tensor | None],
     ) -> tuple[tuple[LabelRequest, ...], int]:
         store = datamodule.store
+        num_classes = store.num_classes
         seed = round_seed(self.seed, r)
         generator = torch.Generator().manual_seed(seed)
         labeled_ids = torch.as_tensor(datamodule.labeled_ids, dtype=torch.int64)
@@ -496,62 +484,44 @@ class ActiveLabCallback(pl.Callback):
             unlabeled_ids = subsample_ids(unlabeled_ids, self.unlabeled_subsample, generator=generator)
         k = self._round_query_size(int(labeled_ids.numel() + unlabeled_ids.numel()))
         members = list(ensemble) if ensemble is not None else None
-        heads: CrossFitHeads | None = None
-        head_layer: torch.nn.Module | None = None
-        oos: dict[str, Any] = {}
+        oos = None
         if labeled_pred_probs is None and members is None and labeled_ids.numel():
-            oos = self._crossfit(trainer, pl_module, datamodule, labeled_ids, r)
-            if self.out_of_sample == "crossfit" and "heads" in oos:
-                heads, head_layer = oos["heads"], oos["layer"]
-        if (
-            strategy.input == "ensemble"
-            and not members
-            and heads is None
-            and strategy.name == "activelab_ensemble"
-        ):
+            oos = self._labeled_pass(trainer, pl_module, datamodule, labeled_ids, r)
+        heads = oos.heads if oos is not None and self.out_of_sample == "crossfit" else None
+        skipped = oos.skipped if oos is not None else None
+        why = skipped or "the labeled pool was given as probabilities"
+        if strategy.input == "ensemble" and not members and heads is None:
+            if strategy.name != "activelab_ensemble":
+                raise ValueError(
+                    f"strategy={self.strategy!r} scores with an ensemble of models, but no ensemble members were "
+                    f"given and out_of_sample={self.out_of_sample!r} made no cross-fitted heads this round "
+                    f"({why}). Use out_of_sample='crossfit' (the heads form the ensemble), "
+                    f"ActiveLearningLoop(..., cv_folds=K), or `callback.use_predictions(ensemble=[model_1, "
+                    f"model_2, ...])` before the fit."
+                )
             self._warn_once(
                 f"ensemble-fallback-{r}" if r == 0 else "ensemble-fallback",
                 f"ActiveLabCallback(strategy='activelab_ensemble'): round {r} has no ensemble members and no "
-                f"cross-fitted heads ({oos.get('skipped', 'the labeled pool was given as probabilities')}); "
-                f"scoring with single-model 'activelab' this round.",
+                f"cross-fitted heads ({why}); scoring with single-model 'activelab' this round.",
             )
             strategy = get_strategy("activelab")
             self._round_strategy = strategy
-        if strategy.input == "ensemble" and not members and heads is None:
-            raise ValueError(
-                f"strategy={self.strategy!r} scores with an ensemble of models, but no ensemble members were "
-                f"given and out_of_sample={self.out_of_sample!r} made no cross-fitted heads this round "
-                f"({oos.get('skipped', 'the labeled pool was given as probabilities')}). Use "
-                f"out_of_sample='crossfit' (the heads form the ensemble), ActiveLearningLoop(..., cv_folds=K), or "
-                f"`callback.use_predictions(ensemble=[model_1, model_2, ...])` before the fit."
-            )
 
         def predict_labeled(module: torch.nn.Module) -> torch.Tensor:
-            if labeled_ids.numel() == 0:
-                return torch.zeros(0, store.num_classes, dtype=torch.float64)
-            ids, probs = collect_predictions(
-                trainer,
-                module,
-                datamodule,
-                labeled_ids,
-                predict_fn=self.predict_fn,
-                num_classes=store.num_classes,
+            return predict_pool(
+                trainer, module, datamodule, labeled_ids, num_classes, predict_fn=self.predict_fn
             )
-            self._check_ids(ids, labeled_ids, "labeled pool")
-            return self._check_probs(probs, store.num_classes, "labeled pool")
 
         # Labeled pool: the strategy's single-model probs and, for ensembles, (P, n, K).
+        labeled_probs: torch.Tensor | None
         if labeled_pred_probs is not None:
-            labeled_probs = self._check_probs(
-                torch.as_tensor(labeled_pred_probs),
-                store.num_classes,
-                "labeled_pred_probs",
-                rows=labeled_ids.numel(),
+            labeled_probs = check_pool_probs(
+                labeled_pred_probs, num_classes, "labeled_pred_probs", rows=labeled_ids.numel()
             )
         elif heads is not None:
             labeled_probs = heads.oof_probs
-        elif "model_probs" in oos:
-            labeled_probs = oos["model_probs"]
+        elif oos is not None and oos.model_probs is not None:
+            labeled_probs = oos.model_probs
         elif strategy.input == "probs" or not members:
             labeled_probs = predict_labeled(pl_module)
         else:
@@ -559,7 +529,8 @@ class ActiveLabCallback(pl.Callback):
         ensemble_probs = None
         if strategy.input == "ensemble":
             if heads is not None and labeled_ensemble_pred_probs is None:
-                ensemble_probs = heads.member_probs(oos["features"])
+                assert oos is not None and oos.features is not None
+                ensemble_probs = heads.member_probs(oos.features)
             elif labeled_ensemble_pred_probs is not None:
                 ensemble_probs = torch.as_tensor(labeled_ensemble_pred_probs, dtype=torch.float64)
                 if ensemble_probs.ndim != 3 or ensemble_probs.shape[1] != labeled_ids.numel():
@@ -568,238 +539,104 @@ class ActiveLabCallback(pl.Callback):
                         f"{tuple(ensemble_probs.shape)}."
                     )
             else:
-                ensemble_probs = torch.stack([predict_labeled(m) for m in members])  # type: ignore[union-attr]
+                assert members is not None
+                ensemble_probs = torch.stack([predict_labeled(m) for m in members])
             if labeled_probs is None:
                 labeled_probs = ensemble_probs.mean(dim=0)
+        assert labeled_probs is not None
 
-        top = LowestK(k)
-        report_unlabeled: list[torch.Tensor] = []
-        is_zero = trainer.is_global_zero
-        if is_zero:
+        ctx = None
+        if trainer.is_global_zero:
             labels, _ = store.label_matrix(labeled_ids)
             ctx = ScoringContext(
                 labels=labels,
                 labeled_ids=labeled_ids,
-                num_classes=store.num_classes,
+                num_classes=num_classes,
                 pred_probs=labeled_probs,
                 ensemble_pred_probs=ensemble_probs,
                 generator=generator,
                 temperature_objective=self.temperature_objective,  # type: ignore[arg-type]
             )
-            labeled_scores = strategy.fit(ctx)  # (0,) on a cold start: only new labels then
-            scores_for_report["labeled"] = labeled_scores
-            top.update(labeled_ids, labeled_scores)
-
         # Unlabeled pool: streamed batch by batch (all ranks take part in sharded inference).
         use_heads = heads is not None and (strategy.input == "ensemble" or self.crossfit_unlabeled == "heads")
-        unlabeled_modules = members if strategy.input == "ensemble" and not use_heads else [pl_module]
-        batches = self._unlabeled_batches(
+        track = getattr(self._reporter(store), "track", None) if trainer.is_global_zero else None
+        batches = unlabeled_batches(
             trainer,
             datamodule,
             unlabeled_ids,
-            unlabeled_modules,
-            store.num_classes,
+            members if strategy.input == "ensemble" and not use_heads and members else [pl_module],
+            num_classes,
+            predict_fn=self.predict_fn,
             stack=strategy.input == "ensemble",
-            heads=(heads, head_layer) if use_heads else None,
+            heads=(heads, oos.layer) if use_heads and heads is not None and oos and oos.layer else None,
+            track=track if callable(track) else None,
         )
         if use_heads and strategy.input != "ensemble":  # single-model strategies: the heads' mean
             batches = ((batch_ids, p.mean(dim=0)) for batch_ids, p in batches)
-        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for ids, probs in batches:
-            if not is_zero:
-                continue
-            extras = probs if probs.ndim == 2 else probs.mean(dim=0)
-            if not strategy.streaming:
-                pending.append((ids, probs))
-                continue
-            scores = strategy.score_unlabeled(ids, probs if strategy.input != "none" else None)
-            top.update(ids, scores, extras)
-            if sum(s.numel() for s in report_unlabeled) < _MAX_REPORTED_UNLABELED_SCORES:
-                report_unlabeled.append(scores)
-        if is_zero and pending:
-            ids = torch.cat([p[0] for p in pending])
-            probs = torch.cat([p[1] for p in pending], dim=-2)
-            scores = strategy.score_unlabeled(ids, probs if strategy.input != "none" else None)
-            top.update(ids, scores, probs if probs.ndim == 2 else probs.mean(dim=0))
-            report_unlabeled.append(scores)
-        if not is_zero:
+        ranked = rank_pools(strategy, ctx, batches, k)
+        if not trainer.is_global_zero:
             return (), seed
 
-        scores_for_report["unlabeled"] = torch.cat(report_unlabeled) if report_unlabeled else None
-        self._oos_diagnostics = {k: v for k, v in oos.items() if isinstance(v, float)}
-        chosen_ids, chosen_scores = top.result()
+        scores_for_report["labeled"] = ranked.labeled_scores
+        scores_for_report["unlabeled"] = ranked.unlabeled_scores
+        self._oos_diagnostics = dict(oos.diagnostics) if oos is not None else {}
+        chosen_ids, chosen_scores = ranked.top.result()
         requests = make_requests(
             chosen_ids, chosen_scores, round=r, existing_annotators=store.annotators_of(chosen_ids)
         )
         # Probabilities the refresh will need: labeled pool + the selected unlabeled examples.
         new = torch.tensor([q.example_id for q in requests if q.kind == "new"], dtype=torch.int64)
-        new_probs = top.extras_of(new) if new.numel() else None
+        new_probs = ranked.top.extras_of(new) if new.numel() else None
         refresh_ids = torch.cat([labeled_ids, new]) if new_probs is not None else labeled_ids
-        refresh_probs = (
-            torch.cat([labeled_probs.to(torch.float64), new_probs.to(torch.float64)])  # type: ignore[union-attr]
-            if new_probs is not None
-            else labeled_probs.to(torch.float64)  # type: ignore[union-attr]
-        )
-        self._save_round_state(
+        refresh_probs = labeled_probs.to(torch.float64)
+        if new_probs is not None:
+            refresh_probs = torch.cat([refresh_probs, new_probs.to(torch.float64)])
+        self._round_states.save(
             store,
             r,
-            {"ids": refresh_ids, "probs": refresh_probs, "datamodule": _datamodule_state(datamodule)},
+            {"ids": refresh_ids, "probs": refresh_probs, "datamodule": datamodule_state(datamodule)},
         )
         store.begin_round(r, seed, requests)
         return tuple(requests), seed
 
-    def _unlabeled_batches(
-        self,
-        trainer: pl.Trainer,
-        datamodule: Any,
-        ids: torch.Tensor,
-        modules: Sequence[torch.nn.Module],
-        num_classes: int,
-        *,
-        stack: bool,
-        heads: tuple[CrossFitHeads, torch.nn.Module] | None = None,
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``(ids (b,), probs (b, K) or (P, b, K))`` over the unlabeled pool, in ``ids`` order.
-
-        Collective under DDP (every rank must exhaust it). Batches are re-cut to exactly
-        ``datamodule.inference_batch_size`` rows, so the scoring sees the same batches (and random
-        strategies draw the same numbers) whatever the number of ranks.
-        """
-        if ids.numel() == 0:
-            return
-        size = int(getattr(datamodule, "inference_batch_size", 4096))
-        if heads is not None:  # one trunk pass feeds every cross-fitted head: (b, P * K) per batch
-            fitted, layer = heads
-            base, _ = _resolve_predict_fn(modules[0], self.predict_fn)
-            stream = iter_predictions(
-                trainer,
-                modules[0],
-                datamodule,
-                ids,
-                predict_fn=heads_predict_fn(base, layer, fitted),
-                validate=False,
-            )
-            streams = [
-                (
-                    (batch_ids, p.view(p.shape[0], fitted.num_heads, num_classes).transpose(0, 1))
-                    for batch_ids, p in stream
-                )
-            ]
-        else:
-            streams = [
-                iter_predictions(trainer, module, datamodule, ids, predict_fn=self.predict_fn)
-                for module in modules
-            ]
-        stream: Iterable[Any] = zip(*streams)
-        track = getattr(self._reporter(datamodule.store), "track", None) if trainer.is_global_zero else None
-        if callable(track):
-            stream = track(stream, total=int(ids.numel()))
-        buffer_ids: list[torch.Tensor] = []
-        buffer_probs: list[torch.Tensor] = []
-        buffered = 0
-        seen = 0
-        for parts in stream:
-            batch_ids = parts[0][0]
-            if heads is not None:
-                probs = [parts[0][1]]
-                stacked = probs[0]
-            else:
-                probs = [self._check_probs(p, num_classes, "unlabeled pool", finite=False) for _, p in parts]
-                stacked = torch.stack(probs) if stack else probs[0]
-            seen += int(batch_ids.numel())
-            if not buffered and batch_ids.numel() == size:  # the usual case: nothing to re-cut
-                yield batch_ids, stacked
-                continue
-            buffer_ids.append(batch_ids)
-            buffer_probs.append(stacked)
-            buffered += int(batch_ids.numel())
-            while buffered >= size or (seen == ids.numel() and buffered):
-                all_ids = torch.cat(buffer_ids)
-                all_probs = torch.cat(buffer_probs, dim=-2)
-                take = min(size, buffered)
-                yield all_ids[:take], all_probs[..., :take, :]
-                buffer_ids, buffer_probs = [all_ids[take:]], [all_probs[..., take:, :]]
-                buffered -= take
-
-    def _crossfit(
+    def _labeled_pass(
         self,
         trainer: pl.Trainer,
         pl_module: pl.LightningModule,
         datamodule: Any,
         labeled_ids: torch.Tensor,
         r: int,
-    ) -> dict[str, Any]:
-        """One labeled-pool pass that also captures the penultimate features, then the cross-fitted heads.
-
-        Returns a dict with ``model_probs`` (the model's own ``(n, K)``), ``features`` ``(n, d)``,
-        ``heads`` / ``layer`` and float diagnostics; only ``skipped`` (why) when no heads could be
-        made this round (too few rows or classes, no ``nn.Linear``): the caller predicts in-sample.
-        In ``"in_sample"`` mode the heads are fitted too (a few linear solves), only to measure how
-        far the model's in-sample agreement with the consensus lies above the out-of-fold one.
-        """
-        store = datamodule.store
-        k = store.num_classes
-        folds = self.crossfit_folds
-        layer = find_head(pl_module, self.feature_layer)
-        if layer is None:
-            if self.out_of_sample == "crossfit":
-                self._warn_once(
-                    "no-linear",
-                    f"ActiveLabCallback(out_of_sample='crossfit'): {type(pl_module).__name__} has no nn.Linear "
-                    f"layer, so the labeled pool is scored with in-sample predictions (over-confident on the rows "
-                    f"the model trained on). Pass feature_layer=<name of the classifier layer> to fix it.",
-                )
-            return {"skipped": "the model has no nn.Linear layer"}
+    ) -> LabeledPass:
+        """The labeled-pool pass with the cross-fitted heads (:func:`~activelab_lightning.predictions.pools.labeled_pass`),
+        plus this callback's warnings. In ``"in_sample"`` mode the heads are fitted too (one short
+        L-BFGS solve per head), only to measure how far the model's in-sample agreement with the consensus lies above
+        the out-of-fold one; once that guard has warned, it stops measuring."""
         if self.out_of_sample == "in_sample" and "in-sample" in self._warned:
-            return {"skipped": "in-sample mode, the guard has warned already"}
-        targets = torch.as_tensor(datamodule.consensus_labels, dtype=torch.int64)
-        n = int(labeled_ids.numel())
-        if n < 2 * folds or torch.unique(targets).numel() < 2:
-            return {
-                "skipped": f"{n} labeled rows / {torch.unique(targets).numel()} classes are too few to fold"
-            }
-        base, source = _resolve_predict_fn(pl_module, self.predict_fn)
-        ids, out = collect_predictions(
+            return LabeledPass(skipped="in-sample mode, the guard has warned already")
+        result = labeled_pass(
             trainer,
             pl_module,
             datamodule,
             labeled_ids,
-            predict_fn=with_features_predict_fn(base, layer, k),
-            num_classes=k,
-            validate=False,
+            torch.as_tensor(datamodule.consensus_labels, dtype=torch.int64),
+            datamodule.store.num_classes,
+            folds=self.crossfit_folds,
+            seed=round_seed(self.seed, r),
+            predict_fn=self.predict_fn,
+            feature_layer=self.feature_layer,
+            measure_only=self.out_of_sample == "in_sample",
         )
-        self._check_ids(ids, labeled_ids, "labeled pool")
-        model_probs = self._check_probs(out[:, :k], k, "labeled pool")
-        _check_probabilities(model_probs[: min(n, 4096)], source, pl_module)
-        features = out[:, k:]
-        seed = round_seed(self.seed, r)
-        # in-sample mode only measures (the guard): one L2 strength and a short solve are enough
-        cheap = {"l2_grid": (1e-2,), "max_iter": 10} if self.out_of_sample == "in_sample" else {}
-        device = _module_device(pl_module)  # the heads are fitted where the model lives (GPU if any)
-        heads: CrossFitHeads = self._on_rank_zero(
-            trainer,
-            lambda: fit_crossfit_heads(
-                features.to(device), targets.to(device), num_classes=k, folds=folds, seed=seed, **cheap
-            ),
-        )
-        agree_model = float((model_probs.argmax(1) == targets).double().mean())
-        agree_oof = float((heads.oof_probs.argmax(1) == targets).double().mean())
-        result: dict[str, Any] = {
-            "model_probs": model_probs,
-            "features": features,
-            "heads": heads,
-            "layer": layer,
-            "crossfit_l2": heads.l2,
-            "crossfit_oof_nll": heads.oof_nll[heads.l2],
-            "agreement_in_sample": agree_model,
-            "agreement_out_of_fold": agree_oof,
-        }
-        if self.out_of_sample == "in_sample" and agree_model - agree_oof > _IN_SAMPLE_GAP:
+        if result.skipped == "the model has no nn.Linear layer" and self.out_of_sample == "crossfit":
+            self._warn_once(
+                "no-linear",
+                f"ActiveLabCallback(out_of_sample='crossfit'): {type(pl_module).__name__} has no nn.Linear "
+                f"layer, so the labeled pool is scored with in-sample predictions (over-confident on the rows "
+                f"the model trained on). Pass feature_layer=<name of the classifier layer> to fix it.",
+            )
+        if result.guard_warning is not None:
             self._warn_once(
                 "in-sample",
-                f"ActiveLabCallback(out_of_sample='in_sample'): round {r}: the model agrees with the consensus on "
-                f"{agree_model:.1%} of the labeled pool, but only {agree_oof:.1%} out of fold. Its labeled-pool "
-                f"predictions look in-sample (memorised), which makes CROWDLAB over-trust the model. Use "
+                f"ActiveLabCallback(out_of_sample='in_sample'): round {r}: {result.guard_warning} Use "
                 f"out_of_sample='crossfit' (the default) or ActiveLearningLoop(cv_folds=5).",
             )
         return result
@@ -838,7 +675,9 @@ class ActiveLabCallback(pl.Callback):
                     f"{type(self.oracle).__name__}.request(...) returned {type(response).__name__}; an oracle must "
                     f"return an OracleResponse(annotations=..., pending=..., exhausted=...)."
                 )
-            response = self._check_response(pending, response)
+            response = check_response(
+                pending, response, oracle_name=_oracle_name(self.oracle), num_classes=store.num_classes
+            )
             store.record_response(response)
             answers = response.annotations
             still_pending = len(response.pending)
@@ -853,51 +692,8 @@ class ActiveLabCallback(pl.Callback):
             answers=answers,
             num_pending=still_pending,
             num_exhausted=exhausted,
-            round_state=self._load_round_state(store, r),
+            round_state=self._round_states.load(store, r),
             resumed=plan.resume,
-        )
-
-    def _check_response(self, asked: Sequence[LabelRequest], response: OracleResponse) -> OracleResponse:
-        """Only requested examples may be answered; fill in missing round / request ids."""
-        by_example = {q.example_id: q for q in asked}
-        by_request = {q.request_id: q for q in asked}
-        name = getattr(self.oracle, "name", type(self.oracle).__name__)
-        fixed = []
-        for i, ann in enumerate(response.annotations):
-            if not isinstance(ann, Annotation):
-                raise OracleAnswerError(
-                    f"Oracle {name!r} returned annotations[{i}] of type {type(ann).__name__}; expected Annotation. "
-                    f"Nothing was stored."
-                )
-            request = by_example.get(int(ann.example_id))
-            if request is None or (ann.request_id is not None and ann.request_id not in by_request):
-                raise OracleAnswerError(
-                    f"Oracle {name!r} answered example {ann.example_id} (request_id={ann.request_id!r}), which was "
-                    f"not requested; requested: {sorted(by_example)[:10]}{'...' if len(by_example) > 10 else ''}. "
-                    f"Nothing was stored."
-                )
-            if ann.request_id is not None and by_request[ann.request_id].example_id != ann.example_id:
-                raise OracleAnswerError(
-                    f"Oracle {name!r} answered request {ann.request_id!r} with example {ann.example_id}, but that "
-                    f"request asked for example {by_request[ann.request_id].example_id}. Nothing was stored."
-                )
-            if ann.round is None or ann.request_id is None:
-                ann = dataclasses.replace(
-                    ann,
-                    round=request.round if ann.round is None else ann.round,
-                    request_id=request.request_id if ann.request_id is None else ann.request_id,
-                    source=ann.source if ann.source != "import" else f"oracle:{name}",
-                )
-            fixed.append(ann)
-        for what, items in (("pending", response.pending), ("exhausted", response.exhausted)):
-            for q in items:
-                if q.request_id not in by_request:
-                    raise OracleAnswerError(
-                        f"Oracle {name!r} reported request {q.request_id!r} as {what}, but it was not asked. "
-                        f"Nothing was stored."
-                    )
-        return OracleResponse(
-            annotations=tuple(fixed), pending=response.pending, exhausted=response.exhausted
         )
 
     # ------------------------------------------------------------------ step 3: apply on every rank
@@ -910,7 +706,7 @@ class ActiveLabCallback(pl.Callback):
             if outcome.num_pending == 0:
                 store.complete_round(outcome.round)
         if outcome.round_state is not None:
-            self._remember(outcome.round, outcome.round_state)
+            self._round_states.remember(outcome.round, outcome.round_state)
             self._refresh(datamodule, outcome.round_state)
         else:
             datamodule.refresh(None)
@@ -932,42 +728,23 @@ class ActiveLabCallback(pl.Callback):
         diagnostics: dict[str, float],
         seconds: float,
     ) -> RoundSummary:
-        store = datamodule.store
-        consensus_accuracy = None
-        if self.true_labels is not None:
-            labeled = torch.as_tensor(datamodule.labeled_ids, dtype=torch.int64)
-            consensus = torch.as_tensor(datamodule.consensus_labels, dtype=torch.int64)
-            if labeled.numel():
-                consensus_accuracy = float((consensus == self.true_labels[labeled]).double().mean())
-        elif callable(getattr(datamodule, "consensus_accuracy", None)):
-            consensus_accuracy = datamodule.consensus_accuracy()
-        weights = _consensus_weights(datamodule) or diagnostics
-        summary = RoundSummary(
+        summary = summarize_round(
+            datamodule,
             round=outcome.round,
             strategy=self.strategy,
-            num_annotations=len(store),
-            num_labeled=int(torch.as_tensor(datamodule.labeled_ids).numel()),
-            num_unlabeled=int(torch.as_tensor(datamodule.unlabeled_ids).numel()),
             requests=outcome.requests,
             answers=outcome.answers,
             num_pending=outcome.num_pending,
             num_exhausted=outcome.num_exhausted,
             labeled_scores=scores["labeled"],
             unlabeled_scores=scores["unlabeled"],
-            consensus_accuracy=consensus_accuracy,
-            annotator_stats=_annotator_rows(datamodule, outcome.round_state),
-            model_weight=weights.get("model_weight"),
-            mean_annotator_weight=weights.get("mean_annotator_weight"),
-            metrics={k: diagnostics[k] for k in _REPORTED_DIAGNOSTICS if k in diagnostics} or None,
+            round_state=outcome.round_state,
+            diagnostics=diagnostics,
+            true_labels=self.true_labels,
             seconds=seconds,
         )
         self.last_summary = summary
-        entry = {
-            **summary.scalars(),
-            "strategy": summary.strategy,
-            "resumed": outcome.resumed,
-            **diagnostics,
-        }
+        entry = {**summary.scalars(), "strategy": summary.strategy, "resumed": outcome.resumed, **diagnostics}
         self.history = [h for h in self.history if h["round"] != summary.round] + [entry]
         return summary
 
@@ -983,44 +760,6 @@ class ActiveLabCallback(pl.Callback):
         reporter = self._reporter(store)
         if reporter is not None:
             reporter.log_round(trainer, summary)
-
-    # ------------------------------------------------------------------ saved refresh probabilities
-    def _state_path(self, store: Any, r: int) -> Path | None:
-        if self.state_dir is None:
-            return None
-        if self.state_dir == "auto":
-            path = getattr(store, "path", ":memory:")
-            if path == ":memory:":
-                return None
-            base = Path(path).with_name(Path(path).name + ".activelab")
-        else:
-            base = Path(self.state_dir)
-        return base / f"round-{r:05d}.pt"
-
-    def _save_round_state(self, store: Any, r: int, state: dict[str, Any]) -> None:
-        """Atomically write what the round's refresh needs (before the round is begun in the store)."""
-        self._remember(r, state)
-        path = self._state_path(store, r)
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(state, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-
-    def _remember(self, r: int, state: dict[str, Any]) -> None:
-        self._memory_state = {k: v for k, v in self._memory_state.items() if k >= r - 1}
-        self._memory_state[r] = state
-
-    def _load_round_state(self, store: Any, r: int) -> dict[str, Any] | None:
-        if r in self._memory_state:
-            return self._memory_state[r]
-        path = self._state_path(store, r)
-        if path is None or not path.exists():
-            return None
-        return torch.load(path, weights_only=True)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -1040,97 +779,6 @@ class ActiveLabCallback(pl.Callback):
             )
         return datamodule
 
-    @staticmethod
-    def _check_probs(
-        probs: Any, num_classes: int, where: str, rows: int | None = None, *, finite: bool = True
-    ) -> torch.Tensor:
-        probs = torch.as_tensor(probs).detach().to("cpu", torch.float64)
-        if probs.ndim != 2 or probs.shape[1] != num_classes or (rows is not None and probs.shape[0] != rows):
-            want = f"({rows if rows is not None else 'B'}, {num_classes})"
-            raise ValueError(
-                f"Probabilities for the {where} must have shape {want} (one row per example, one column per "
-                f"class of the store), but got shape {tuple(probs.shape)}. If the module does not return "
-                f"(B, K) logits, pass `predict_fn=` (or define `predict_proba`)."
-            )
-        if finite and probs.numel() and not bool(torch.isfinite(probs).all()):
-            raise ValueError(f"Probabilities for the {where} contain NaN/inf; the model may have diverged.")
-        return probs
 
-    @staticmethod
-    def _check_ids(got: Any, expected: torch.Tensor, where: str) -> None:
-        got = torch.as_tensor(got).to(torch.int64).cpu()
-        if not torch.equal(got, expected):
-            raise RuntimeError(
-                f"Inference over the {where} returned example ids {got[:5].tolist()}... for requested ids "
-                f"{expected[:5].tolist()}... ({got.numel()} vs {expected.numel()} rows): every pool batch must "
-                f"carry its stable example ids, in order."
-            )
-
-    @staticmethod
-    def _on_rank_zero(trainer: pl.Trainer, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` on rank 0 and broadcast its result; a failure on rank 0 fails every rank."""
-        if trainer.world_size <= 1:
-            return fn()
-        result, error = None, None
-        if trainer.is_global_zero:
-            try:
-                result = fn()
-            except BaseException as exc:
-                error = exc
-        message = f"{type(error).__name__}: {error}" if error is not None else None
-        result, message = trainer.strategy.broadcast((result, message), src=0)
-        if error is not None:
-            raise error
-        if message is not None:
-            raise ActiveLabError(f"rank 0 failed during the acquisition: {message}")
-        return result
-
-
-def _datamodule_state(datamodule: Any) -> dict[str, Any] | None:
-    """The datamodule's ``state_dict()`` (tensors, ints, None), or None if it has none."""
-    state_dict = getattr(datamodule, "state_dict", None)
-    state = state_dict() if callable(state_dict) else None
-    return state or None
-
-
-def _consensus_weights(datamodule: Any) -> dict[str, float]:
-    """CROWDLAB's model weight and mean annotator weight of the datamodule's last consensus (the
-    weights that made this round's training targets, for every strategy); empty without one."""
-    result = getattr(datamodule, "last_crowdlab", None)
-    if result is None:
-        return {}
-    weights = torch.as_tensor(result.annotator_weight, dtype=torch.float64)
-    used = weights[torch.as_tensor(result.annotator_mask, dtype=torch.bool)]
-    used = used[torch.isfinite(used)]
-    return {
-        "model_weight": float(torch.as_tensor(result.model_weight, dtype=torch.float64).mean()),
-        "mean_annotator_weight": float(used.mean()) if used.numel() else float("nan"),
-    }
-
-
-def _annotator_rows(datamodule: Any, round_state: dict[str, Any] | None) -> tuple[dict[str, Any], ...]:
-    """Per-annotator quality rows of the datamodule's last CROWDLAB consensus (empty without one).
-
-    The consensus ran on the labeled examples that had probabilities (``round_state["ids"]``), with
-    the label matrix of all labeled examples restricted to those rows.
-    """
-    result = getattr(datamodule, "last_crowdlab", None)
-    names = list(getattr(datamodule, "last_annotators", None) or [])
-    if result is None or not names or round_state is None:
-        return ()
-    labeled = torch.as_tensor(datamodule.labeled_ids, dtype=torch.int64)
-    labels, columns = datamodule.store.label_matrix(labeled)
-    rows = labels[torch.isin(labeled, torch.as_tensor(round_state["ids"], dtype=torch.int64))]
-    if list(columns) != names or rows.shape[0] != result.posterior.shape[0]:
-        return ()  # the consensus was computed on other rows: no stats rather than wrong ones
-    stats = annotator_stats(rows, result)
-    return tuple(
-        {
-            "annotator_id": names[j],
-            "quality": float(stats.quality[j]),
-            "agreement": float(stats.agreement_with_consensus[j]),
-            "worst_class": int(stats.worst_class[j]),
-            "num_labeled": int(stats.num_examples_labeled[j]),
-        }
-        for j in stats.order.tolist()
-    )
+def _oracle_name(oracle: Any) -> str:
+    return str(getattr(oracle, "name", type(oracle).__name__))

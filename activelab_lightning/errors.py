@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["EXIT_WAITING_FOR_LABELS", "ActiveLabError", "OracleUnavailable", "WaitingForLabels"]
+__all__ = [
+    "EXIT_WAITING_FOR_LABELS",
+    "ActiveLabError",
+    "OracleAnswerError",
+    "OracleUnavailable",
+    "WaitingForLabels",
+]
 
 #: Exit status of ``activelab run`` when a round stopped because human answers are missing
 #: (``EX_TEMPFAIL`` from ``sysexits.h``: "try again later"). Re-run the same command once they arrive.
@@ -39,3 +45,8 @@ class OracleUnavailable(ActiveLabError):
 
     Nothing stored is lost; re-run once the backend is back.
     """
+
+
+class OracleAnswerError(ActiveLabError, ValueError):
+    """An oracle answered something that was not asked (or asked wrongly); nothing of its response
+    was stored. Raised by :func:`~activelab_lightning.oracles.base.check_response`."""

@@ -13,7 +13,7 @@ The loop is the only place that builds Trainers. Each round it
 **Out-of-sample predictions.** ActiveLab assumes the labeled pool's ``pred_probs`` are
 out-of-sample. By default the callback makes them so inside the round's one fit, with cross-fitted
 linear heads on the model's penultimate features (``ActiveLabCallback(out_of_sample="crossfit")``,
-see :mod:`~activelab_lightning.out_of_sample`). ``cv_folds=K`` is the paper's reference: ``K``
+see :mod:`~activelab_lightning.predictions.crossfit`). ``cv_folds=K`` is the paper's reference: ``K``
 extra fold models, each trained without one (stratified, seeded) fold, predict their held-out fold;
 those out-of-fold probabilities score the labeled pool while the model trained on everything scores
 the unlabeled pool and is tested. ``K + 1`` fits per round. For ensemble strategies
@@ -36,7 +36,6 @@ Example::
 from __future__ import annotations
 
 import copy
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,11 +43,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 
+from activelab_lightning._distributed import is_rank_zero
+from activelab_lightning._files import atomic_path
 from activelab_lightning.callback import ActiveLabCallback
-from activelab_lightning.out_of_sample import stratified_folds
-from activelab_lightning.predictions import collect_predictions
+from activelab_lightning.predictions import collect_predictions, stratified_folds
 from activelab_lightning.selection import get_strategy, round_seed
 
 __all__ = ["ActiveLearningLoop"]
@@ -70,7 +69,7 @@ class ActiveLearningLoop:
     Args:
         model: A ``LightningModule`` (its initial weights are restored every round unless
             ``warm_start``) or a zero-argument factory returning a new one.
-        datamodule: An :class:`~activelab_lightning.datamodule.ActiveDataModule`.
+        datamodule: An :class:`~activelab_lightning.data.ActiveDataModule`.
         callback: The :class:`~activelab_lightning.callback.ActiveLabCallback` (kept across rounds).
         trainer_kwargs: ``Trainer`` arguments for every round (``callbacks`` are deep-copied per
             round). Defaults: ``max_epochs=10``, no checkpointing, progress bar, model summary or logger.
@@ -332,12 +331,10 @@ class ActiveLearningLoop:
 
     def _save_model(self, r: int, module: pl.LightningModule) -> None:
         path = self._model_path(r)
-        if path is None or rank_zero_only.rank != 0:
+        if path is None or not is_rank_zero():
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
 
     def _load_model(self, r: int) -> dict[str, torch.Tensor] | None:
         path = self._model_path(r)

@@ -202,6 +202,7 @@ class SmallCNN(_Classifier):
             raise ValueError(
                 f"SmallCNN.forward(x): expected (B, 3, H, W) float images, got {tuple(x.shape)}."
             )
-        x = (x - self.mean) / self.std
+        mean, std = self.get_buffer("mean"), self.get_buffer("std")
+        x = (x - mean) / std
         features = self.features(x)
         return self.head(nn.functional.adaptive_avg_pool2d(features, 1))

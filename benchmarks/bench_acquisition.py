@@ -110,7 +110,7 @@ def _build(args: argparse.Namespace, num_unlabeled: int, workdir: Path):
     from torch.utils.data import TensorDataset
 
     from activelab_lightning.callback import ActiveLabCallback
-    from activelab_lightning.datamodule import ActiveDataModule
+    from activelab_lightning.data import ActiveDataModule
     from activelab_lightning.oracles import SimulatedOracle
     from activelab_lightning.records import Annotation
     from activelab_lightning.store import AnnotationStore

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from activelab_lightning.callback import ActiveLabCallback, OracleAnswerError
-from activelab_lightning.datamodule import ActiveDataModule
-from activelab_lightning.errors import WaitingForLabels
+from activelab_lightning.callback import ActiveLabCallback
+from activelab_lightning.data import ActiveDataModule
+from activelab_lightning.errors import OracleAnswerError, WaitingForLabels
 from activelab_lightning.oracles import SimulatedOracle
-from activelab_lightning.out_of_sample import capture_inputs, find_head, fit_crossfit_heads
+from activelab_lightning.predictions import capture_inputs, find_head, fit_crossfit_heads
 from activelab_lightning.records import Annotation, OracleResponse
 from activelab_lightning.scoring import activelab_scores
 from activelab_lightning.selection import round_seed, select_lowest

@@ -438,3 +438,102 @@ def test_simulated_annotators_spec_replaces_the_oracle():
     parts = WallRobotExperiment().build(store_path=":memory:", seed=0)
     oracle = SimulatedAnnotators(annotators=[0.9, 0.8, 0.7]).build(parts, seed=1)
     assert oracle.annotator_ids == ("sim-00", "sim-01", "sim-02")
+
+
+# ------------------------------------------------------------------ config errors: one line, named key
+@pytest.fixture(scope="module")
+def run_parser():
+    from activelab_lightning.cli import build_run_parser
+
+    return build_run_parser()
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (
+            ["--model.hiden_dims", "[8]"],
+            ["model.init_args.hiden_dims", "Did you mean 'model.init_args.hidden_dims'?"],
+        ),
+        (
+            ["--data.init_args.sensor", "4"],
+            ["data.init_args.sensor", "Did you mean 'data.init_args.sensors'?"],
+        ),
+        (["--data.sensors", "5"], ["data.init_args.sensors", "Literal[4, 24]", "'5'", "--data.sensors 5"]),
+        (["--seed", "x"], ["seed: expected int, got 'x' (--seed x)"]),
+        (["--trainer.max_epochs", "x"], ["trainer.max_epochs: expected Optional[int], got 'x'"]),
+        (
+            ["--trainer.logger", '[{"class_path": "lightning.pytorch.loggers.CSVLoger"}]'],
+            ["trainer.logger[0].class_path", "Did you mean class_path: lightning.pytorch.loggers.CSVLogger?"],
+        ),
+        (["--oracle", "activelab_lightning.experiments.FileAnswer"], ["FileAnswers?"]),
+    ],
+)
+def test_config_errors_name_the_key_the_value_and_a_fix(run_parser, extra, needles):
+    from activelab_lightning.cli import ConfigError, prepare_run
+
+    with pytest.raises(ConfigError) as info:
+        prepare_run(["--config", str(QUICKSTART), *extra], parser=run_parser)
+    message = str(info.value)
+    assert "\n" not in message and message.endswith("(`activelab run --help` lists every option.)")
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_config_file_errors_name_the_file(run_parser, tmp_path):
+    from activelab_lightning.cli import ConfigError, prepare_run
+
+    bad = write(
+        tmp_path,
+        "oracle:\n  class_path: activelab_lightning.experiments.CsvAnswers\n  init_args:\n    paht: x.csv\n",
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"'oracle.init_args.paht' \(in .*bad.yaml\). Did you mean 'oracle.init_args.path'\?",
+    ):
+        prepare_run(["--config", str(QUICKSTART), "--config", str(bad)], parser=run_parser)
+
+
+def test_settings_are_read_from_the_command_line_and_each_config():
+    from activelab_lightning.cli.settings import collect_settings
+
+    settings = collect_settings(
+        [
+            "--config",
+            "callback:\n  query_size: 3\nmodel:\n  class_path: a.B\n",
+            "--loop.rounds=2",
+            "--console",
+        ],
+        leaves={"callback.query_size", "model", "loop.rounds", "console"},
+    )
+    assert [(s.key, s.value, s.from_command_line) for s in settings] == [
+        ("callback.query_size", 3, False),
+        ("model", {"class_path": "a.B"}, False),
+        ("loop.rounds", "2", True),
+        ("console", None, True),
+    ]
+    assert settings[0].where() == "callback.query_size: 3 in the --config string"
+    assert settings[2].where() == "--loop.rounds 2"
+
+
+def test_oracle_specs_forward_their_fields_by_name():
+    import dataclasses
+
+    from activelab_lightning.experiments import FileAnswers, OracleSpec
+    from activelab_lightning.oracles import FileOracle
+
+    assert FileAnswers("labels", answers="a.jsonl").oracle_kwargs(FileOracle) == {
+        "directory": "labels",
+        "answers": "a.jsonl",
+    }
+
+    @dataclasses.dataclass
+    class Drifted(OracleSpec):
+        directory: str = "x"
+        answer_file: str = "a.csv"
+
+        def build(self, parts, *, seed):
+            return None
+
+    with pytest.raises(TypeError, match="FileOracle has no parameter 'answer_file'"):
+        Drifted().oracle_kwargs(FileOracle)

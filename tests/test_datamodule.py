@@ -12,7 +12,8 @@ import torch
 from _models import TinyMLP, fast_trainer, make_blobs
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from activelab_lightning.datamodule import ActiveDataModule, default_input_fn
+from activelab_lightning.data import ActiveDataModule, default_input_fn
+from activelab_lightning.data.consensus import compute_consensus
 from activelab_lightning.errors import ActiveLabError, WaitingForLabels
 from activelab_lightning.oracles import SimulatedOracle
 from activelab_lightning.records import Annotation, OracleResponse
@@ -120,10 +121,14 @@ def test_must_show_trains_one_epoch_on_consensus_serves_pools_and_round_trips_st
     assert_same_batches(batches(dm.train_dataloader()), batches(dm2.train_dataloader()))
 
 
-def dm_gen(dm: ActiveDataModule) -> torch.Generator:
-    from activelab_lightning.datamodule import _mix_seed
+def dm_seed(dm: ActiveDataModule) -> int:
+    from activelab_lightning.data.samplers import mix_seed
 
-    return torch.Generator().manual_seed(_mix_seed(dm.seed, dm._refresh_count))
+    return mix_seed(dm.seed, dm._refresh_count)
+
+
+def dm_gen(dm: ActiveDataModule) -> torch.Generator:
+    return torch.Generator().manual_seed(dm_seed(dm))
 
 
 # ----------------------------------------------------------------------------- consensus
@@ -202,6 +207,8 @@ def test_refresh_single_labels_without_multi_labeled_examples_keeps_the_labels(b
         (torch.full((24, 2), 0.5), {}, r"K = 3 classes"),
         (torch.full((7, K), 1.0 / K), {}, r"7 rows but there are 24 labeled"),
         (torch.randn(24, K), {}, r"must be probabilities"),
+        (torch.full((24, K), NAN), {}, r"must be probabilities.*softmax"),
+        (-torch.full((24, K), 1.0 / K), {}, r"pred_probs_labeled.*softmax"),
         (torch.full((3, K), 1.0 / K), {"example_ids": [0, 1]}, r"example_ids has 2 ids but"),
         (None, {"example_ids": [0, 1]}, r"without pred_probs_labeled"),
         (torch.full((2, K), 1.0 / K), {"example_ids": [4, 4]}, r"example_ids must be distinct"),
@@ -212,6 +219,36 @@ def test_refresh_errors(blobs, probs, kwargs, match):
     dm = ActiveDataModule(TensorDataset(x), new_store(), initial_labels=noisy_matrix(y))
     with pytest.raises(ValueError, match=match):
         dm.refresh(probs, **kwargs)
+
+
+def test_compute_consensus_is_the_pure_function_behind_refresh(blobs):
+    x, y = blobs
+    store = new_store()
+    dm = ActiveDataModule(TensorDataset(x), store, initial_labels=noisy_matrix(y), seed=3)
+    probs = torch.softmax(torch.randn(30, K, generator=torch.Generator().manual_seed(5)), -1).double()
+    pred_ids = torch.arange(30).flip(0)  # covers every labeled id (0..23) and some unlabeled ones
+    dm.refresh(probs, example_ids=pred_ids)
+    labels, annotators = store.label_matrix(dm.labeled_ids)
+    out = compute_consensus(
+        dm.labeled_ids,
+        labels,
+        annotators,
+        num_classes=K,
+        pred_probs=probs,
+        pred_ids=pred_ids,
+        seed=dm_seed(dm),
+    )
+    assert torch.equal(out.labels, dm.consensus_labels) and torch.equal(out.soft_labels, dm.soft_labels)
+    assert torch.equal(out.targets(False), dm.targets) and torch.equal(out.targets(True), dm.soft_labels)
+    assert out.crowdlab is not None and dm.last_crowdlab is not None
+    assert out.crowdlab.model_weight == pytest.approx(dm.last_crowdlab.model_weight)
+    assert out.annotators == dm.last_annotators and torch.equal(out.pred_ids, dm.labeled_ids)
+    # without probabilities: the seeded majority vote and the vote shares
+    mv = compute_consensus(dm.labeled_ids, labels, annotators, num_classes=K, seed=dm_seed(dm))
+    assert torch.equal(mv.labels, majority_vote(labels, num_classes=K, generator=dm_gen(dm)))
+    assert mv.crowdlab is None and mv.annotators == [] and mv.pred_ids is None
+    empty = compute_consensus(torch.zeros(0, dtype=torch.int64), labels[:0], [], num_classes=K)
+    assert empty.labels.shape == (0,) and empty.soft_labels.shape == (0, K)
 
 
 def test_setup_rereads_a_store_changed_behind_its_back(blobs):

@@ -13,13 +13,14 @@ import torch
 from torch.utils.data import TensorDataset
 
 from activelab_lightning.callback import ActiveLabCallback
-from activelab_lightning.datamodule import ActiveDataModule
+from activelab_lightning.data import ActiveDataModule
 from activelab_lightning.errors import WaitingForLabels
 from activelab_lightning.oracles import FileOracle, SimulatedOracle, get_oracle
-from activelab_lightning.oracles.file import AnswerProblem, parse_label, png_bytes, write_png
+from activelab_lightning.oracles._tasks import AnswerProblem, png_bytes, write_png
 from activelab_lightning.records import LabelRequest
 from activelab_lightning.selection import get_strategy
 from activelab_lightning.store import AnnotationStore
+from activelab_lightning.tables import parse_label
 from tests._models import TinyMLP, fast_trainer, make_blobs
 
 CLASSES = ["cat", "dog", "bird"]

@@ -8,11 +8,11 @@ import torch
 from torch.utils.data import TensorDataset
 
 from activelab_lightning.callback import ActiveLabCallback
-from activelab_lightning.datamodule import ActiveDataModule
+from activelab_lightning.data import ActiveDataModule
 from activelab_lightning.errors import WaitingForLabels
 from activelab_lightning.loop import ActiveLearningLoop
 from activelab_lightning.oracles import SimulatedOracle
-from activelab_lightning.out_of_sample import stratified_folds as _stratified_folds
+from activelab_lightning.predictions import stratified_folds as _stratified_folds
 from activelab_lightning.records import OracleResponse
 from activelab_lightning.store import AnnotationStore
 from tests._models import TinyMLP, make_blobs

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from activelab_lightning.out_of_sample import (
+from activelab_lightning.predictions import (
     capture_inputs,
     find_head,
     fit_crossfit_heads,

@@ -13,10 +13,10 @@ from _models import TinyMLP, make_blobs
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from activelab_lightning import predictions
-from activelab_lightning.datamodule import ActiveDataModule
+from activelab_lightning.data import ActiveDataModule
 from activelab_lightning.predictions import (
     collect_predictions,
+    inference,
     iter_predictions,
     predict_proba_batches,
     shard_positions,
@@ -293,7 +293,7 @@ class FakeWorld:
 def test_fake_ddp_world_gathers_by_id_with_padding_dropped(setup, monkeypatch, world, bs):
     _, dm, model = setup
     fake = FakeWorld(world)
-    monkeypatch.setattr(predictions, "_all_gather", fake.all_gather)
+    monkeypatch.setattr(inference, "all_gather", fake.all_gather)
     ids = torch.cat([dm.unlabeled_ids, dm.labeled_ids[:3]]).flip(0)  # 17 ids, unsorted, odd
     single_ids, single = collect_predictions(None, model, dm, ids, batch_size=bs)
     replicas = [copy.deepcopy(model) for _ in range(world)]  # one model replica per rank
@@ -326,7 +326,7 @@ def test_world_size_above_one_without_a_process_group_is_explained(setup):
 def test_cpu_softmax_matches_torch_softmax_in_float64():
     logits = torch.randn(64, 7, generator=torch.Generator().manual_seed(0)) * 50
     logits[0, :3] = float("-inf")
-    got = predictions._softmax64(logits)
+    got = inference._softmax64(logits)
     assert got.dtype == torch.float64
     assert torch.allclose(got, torch.softmax(logits.double(), -1), atol=1e-12, rtol=0)
     assert torch.equal(got[0, :3], torch.zeros(3, dtype=torch.float64))

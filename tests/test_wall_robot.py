@@ -16,7 +16,7 @@ from activelab_lightning.datasets import (
     wall_robot_feature_names,
 )
 from activelab_lightning.datasets.noise import noise_matrix_is_valid
-from activelab_lightning.datasets.wall_robot import PAPER_CLASS_COUNTS, PAPER_NOISE_MATRIX
+from activelab_lightning.datasets.wall_robot_paper import PAPER_CLASS_COUNTS, PAPER_NOISE_MATRIX
 from activelab_lightning.oracles import SimulatedOracle
 from activelab_lightning.records import LabelRequest
 

@@ -17,9 +17,9 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     "load_wall_robot": "activelab_lightning.datasets.wall_robot",
     "wall_robot_feature_names": "activelab_lightning.datasets.wall_robot",
-    "make_paper_setup": "activelab_lightning.datasets.wall_robot",
-    "thin_label_mask": "activelab_lightning.datasets.wall_robot",
-    "WallRobotSetup": "activelab_lightning.datasets.wall_robot",
+    "make_paper_setup": "activelab_lightning.datasets.wall_robot_paper",
+    "thin_label_mask": "activelab_lightning.datasets.wall_robot_paper",
+    "WallRobotSetup": "activelab_lightning.datasets.wall_robot_paper",
     "CLASS_NAMES": "activelab_lightning.datasets.wall_robot",
     "CITATION": "activelab_lightning.datasets.wall_robot",
     "generate_noise_matrix_from_trace": "activelab_lightning.datasets.noise",

@@ -12,6 +12,7 @@ randomness from :func:`stable_uniform`, a counter-based hash of ``(seed, keys...
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -19,9 +20,17 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from activelab_lightning.records import LabelRequest, OracleResponse
+from activelab_lightning.errors import OracleAnswerError
+from activelab_lightning.records import Annotation, LabelRequest, OracleResponse
 
-__all__ = ["BaseOracle", "Oracle", "class_name_tuple", "stable_uniform", "string_keys"]
+__all__ = [
+    "BaseOracle",
+    "Oracle",
+    "check_response",
+    "class_name_tuple",
+    "stable_uniform",
+    "string_keys",
+]
 
 
 @runtime_checkable
@@ -93,7 +102,7 @@ class BaseOracle(ABC):
         if not reqs:
             return OracleResponse(annotations=())
         response = self._answer(reqs)
-        self._check_response(reqs, response)
+        check_response(reqs, response, oracle_name=self.name, num_classes=self.num_classes)
         return response
 
     @abstractmethod
@@ -130,29 +139,95 @@ class BaseOracle(ABC):
             seen.add(r.request_id)
         return reqs
 
-    def _check_response(self, requests: tuple[LabelRequest, ...], response: OracleResponse) -> None:
-        by_id = {r.request_id: r for r in requests}
-        by_example = {r.example_id: r for r in requests}
-        for a in response.annotations:
-            r = by_id.get(a.request_id) if a.request_id is not None else by_example.get(a.example_id)
-            if r is None or r.example_id != a.example_id:
-                raise RuntimeError(
-                    f"oracle {self.name!r} answered example {a.example_id} "
-                    f"(request {a.request_id}) that was not requested in this call"
-                )
-            if a.annotator_id in r.existing_annotators:
-                raise RuntimeError(
-                    f"oracle {self.name!r} asked annotator {a.annotator_id!r} twice for example "
-                    f"{a.example_id}"
-                )
-            if self.num_classes is not None and not 0 <= a.label < self.num_classes:
-                raise RuntimeError(
-                    f"oracle {self.name!r} returned label {a.label} for example {a.example_id}; "
-                    f"labels must be in 0 .. {self.num_classes - 1}"
-                )
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def check_response(
+    asked: Sequence[LabelRequest],
+    response: OracleResponse,
+    *,
+    oracle_name: str,
+    num_classes: int | None = None,
+) -> OracleResponse:
+    """Check an oracle's answer against what was asked; fill in missing round / request ids.
+
+    The one check of oracle responses: :class:`BaseOracle` runs it on its own answers, and the
+    callback on every oracle's (any object with ``request()``) before anything is stored.
+
+    Args:
+        asked: The requests of this call.
+        response: The oracle's :class:`~activelab_lightning.records.OracleResponse`.
+        oracle_name: Named in the messages; annotations with the default ``source="import"`` get
+            ``source=f"oracle:{oracle_name}"``.
+        num_classes: ``K``; labels must lie in ``0 .. K-1`` (not checked when None).
+
+    Returns:
+        The response with every annotation's ``round`` and ``request_id`` set from its request.
+
+    Raises:
+        OracleAnswerError: An annotation that is not an ``Annotation``, answers an example or request
+            that was not asked, pairs a request with another example, repeats an annotator who
+            already labeled the example, or holds a label out of range; or a pending / exhausted
+            request that was not asked. Nothing of the response should be stored then.
+
+    Example::
+
+        >>> q = LabelRequest(example_id=3, score=0.1, kind="new", round=0)
+        >>> out = check_response([q], OracleResponse(annotations=(Annotation(3, "ann-1", 2),)), oracle_name="demo")
+        >>> out.annotations[0].request_id, out.annotations[0].source
+        ('r0:e3', 'oracle:demo')
+    """
+    by_example = {q.example_id: q for q in asked}
+    by_request = {q.request_id: q for q in asked}
+    name = oracle_name
+    fixed = []
+    for i, ann in enumerate(response.annotations):
+        if not isinstance(ann, Annotation):
+            raise OracleAnswerError(
+                f"Oracle {name!r} returned annotations[{i}] of type {type(ann).__name__}; expected Annotation. "
+                f"Nothing was stored."
+            )
+        request = by_example.get(int(ann.example_id))
+        if request is None or (ann.request_id is not None and ann.request_id not in by_request):
+            more = "..." if len(by_example) > 10 else ""
+            raise OracleAnswerError(
+                f"Oracle {name!r} answered example {ann.example_id} (request_id={ann.request_id!r}), which was "
+                f"not requested; requested: {sorted(by_example)[:10]}{more}. Nothing was stored."
+            )
+        if ann.request_id is not None and by_request[ann.request_id].example_id != ann.example_id:
+            raise OracleAnswerError(
+                f"Oracle {name!r} answered request {ann.request_id!r} with example {ann.example_id}, but that "
+                f"request asked for example {by_request[ann.request_id].example_id}. Nothing was stored."
+            )
+        if ann.request_id is not None:
+            request = by_request[ann.request_id]
+        if ann.annotator_id in request.existing_annotators:
+            raise OracleAnswerError(
+                f"Oracle {name!r} asked annotator {ann.annotator_id!r} twice for example {ann.example_id} "
+                f"(the request lists the annotators who already labeled it). Nothing was stored."
+            )
+        if num_classes is not None and not 0 <= int(ann.label) < num_classes:
+            raise OracleAnswerError(
+                f"Oracle {name!r} returned label {ann.label} for example {ann.example_id}; labels must be in "
+                f"0 .. {num_classes - 1}. Nothing was stored."
+            )
+        if ann.round is None or ann.request_id is None:
+            ann = dataclasses.replace(
+                ann,
+                round=request.round if ann.round is None else ann.round,
+                request_id=request.request_id if ann.request_id is None else ann.request_id,
+                source=ann.source if ann.source != "import" else f"oracle:{name}",
+            )
+        fixed.append(ann)
+    for what, items in (("pending", response.pending), ("exhausted", response.exhausted)):
+        for q in items:
+            if q.request_id not in by_request:
+                raise OracleAnswerError(
+                    f"Oracle {name!r} reported request {q.request_id!r} as {what}, but it was not asked. "
+                    f"Nothing was stored."
+                )
+    return OracleResponse(annotations=tuple(fixed), pending=response.pending, exhausted=response.exhausted)
 
 
 # --- deterministic randomness -------------------------------------------------------------------

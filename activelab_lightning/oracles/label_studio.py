@@ -29,30 +29,31 @@ access tokens (JWT refresh tokens, exchanged for short-lived ``Bearer`` tokens) 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import os
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
-from http.client import HTTPException
 from typing import Any, Literal
-from xml.sax.saxutils import quoteattr
 
-import numpy as np
-
-from activelab_lightning.errors import ActiveLabError, OracleUnavailable
-from activelab_lightning.oracles.base import BaseOracle, class_name_tuple
-from activelab_lightning.oracles.file import (
+from activelab_lightning.oracles._label_studio_client import (
+    LabelStudioClient,
+    LabelStudioError,
+    LabelStudioNotFound,
+)
+from activelab_lightning.oracles._tasks import (
+    FROM_NAME,
     AnswerProblem,
+    choice_of,
+    config_choices,
     display_fields,
+    example_value,
     is_image,
+    label_config,
     png_bytes,
+    stored_labels,
     task_for_request,
 )
+from activelab_lightning.oracles.base import BaseOracle, class_name_tuple
 from activelab_lightning.records import Annotation, LabelRequest, OracleResponse
 
 __all__ = ["LabelStudioClient", "LabelStudioError", "LabelStudioOracle", "label_config"]
@@ -62,222 +63,6 @@ log = logging.getLogger(__name__)
 #: ``system`` names used with ``AnnotationStore.set_external_id``.
 SYSTEM = "label_studio"
 SYSTEM_DELETED = "label_studio_deleted"
-_FROM_NAME = "label"
-_RETRY_STATUS = (429, 500, 502, 503, 504)
-
-
-class LabelStudioError(ActiveLabError):
-    """Label Studio answered a request with an error that retrying will not fix (a 4xx)."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class _NotFound(LabelStudioError):
-    pass
-
-
-def label_config(class_names: Sequence[str], data_type: Literal["text", "image"] = "text") -> str:
-    """Label Studio labeling config for single-choice classification over ``class_names``.
-
-    Args:
-        class_names: The ``K`` class names (the choices, in order).
-        data_type: ``"text"`` shows the task's ``$text``; ``"image"`` shows ``$image``.
-
-    Example::
-
-        >>> print(label_config(["cat", "dog"]))  # doctest: +NORMALIZE_WHITESPACE
-        <View><Text name="text" value="$text"/><Choices name="label" toName="text" choice="single"
-        showInline="true"><Choice value="cat"/><Choice value="dog"/></Choices></View>
-    """
-    if data_type not in ("text", "image"):
-        raise ValueError(f"data_type must be 'text' or 'image', got {data_type!r}")
-    tag = "Text" if data_type == "text" else "Image"
-    choices = "".join(f"<Choice value={quoteattr(str(c))}/>" for c in class_names)
-    return (
-        f'<View><{tag} name="{data_type}" value="${data_type}"/>'
-        f'<Choices name="{_FROM_NAME}" toName="{data_type}" choice="single" showInline="true">'
-        f"{choices}</Choices></View>"
-    )
-
-
-def _config_choices(config: str) -> list[str] | None:
-    """Choice values of the ``Choices name="label"`` block of a labeling config (None if absent)."""
-    try:
-        root = ET.fromstring(config)
-    except ET.ParseError:
-        return None
-    for node in root.iter("Choices"):
-        if node.get("name") == _FROM_NAME:
-            return [c.get("value", "") for c in node.iter("Choice")]
-    return None
-
-
-def _is_jwt(token: str) -> bool:
-    parts = token.split(".")
-    return len(parts) == 3 and token.startswith("eyJ")
-
-
-def _detail(body: bytes) -> str:
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError:
-        return text[:200] if not text.lstrip().startswith("<") else "(HTML error page)"
-    if isinstance(parsed, dict):
-        parts = [str(parsed[k]) for k in ("detail", "validation_errors", "message", "error") if parsed.get(k)]
-        if parts:
-            return "; ".join(parts)[:400]
-    return str(parsed)[:300]
-
-
-class LabelStudioClient:
-    """A small Label Studio REST client with retries (``urllib`` only).
-
-    Args:
-        url: Server address, e.g. ``http://127.0.0.1:8080``.
-        token: A legacy API token or a personal access token (never shown anywhere).
-        token_source: How to name the token in error messages (e.g. ``"$LABEL_STUDIO_API_KEY"``).
-        timeout: Seconds per HTTP request.
-        retries: Extra attempts after a connection error, a timeout or a 429 / 5xx answer.
-        backoff: First retry delay in seconds; it doubles with each attempt (capped at 30 s).
-        sleep: The sleep function (tests pass a fake).
-    """
-
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        *,
-        token_source: str = "the API token",
-        timeout: float = 30.0,
-        retries: int = 4,
-        backoff: float = 1.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {url!r}")
-        if retries < 0 or backoff < 0 or timeout <= 0:
-            raise ValueError(
-                f"need retries >= 0, backoff >= 0, timeout > 0; got {retries}, {backoff}, {timeout}"
-            )
-        self.url = url.rstrip("/")
-        self.__token = token
-        self.token_source = token_source
-        self.timeout = float(timeout)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
-        self._sleep = sleep
-        self._access: str | None = None
-        self._access_expires = 0.0
-
-    def __repr__(self) -> str:
-        return f"LabelStudioClient(url={self.url!r}, token=<redacted>)"
-
-    def _auth(self, refresh: bool = False) -> str:
-        if not _is_jwt(self.__token):
-            return f"Token {self.__token}"
-        if refresh or self._access is None or time.monotonic() > self._access_expires:
-            answer = self._send("POST", "/api/token/refresh/", body={"refresh": self.__token}, auth=None)
-            self._access = str(answer["access"])
-            self._access_expires = time.monotonic() + 240.0
-        return f"Bearer {self._access}"
-
-    def call(
-        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None
-    ) -> Any:
-        """One API call; returns the decoded JSON answer (None for an empty body).
-
-        Raises:
-            OracleUnavailable: The server cannot be reached after the retries, or refused the token.
-            LabelStudioError: Any other 4xx answer (``status`` tells which).
-        """
-        try:
-            return self._send(method, path, params=params, body=body, auth=self._auth())
-        except OracleUnavailable as err:
-            if _is_jwt(self.__token) and getattr(err, "status", None) == 401:
-                return self._send(method, path, params=params, body=body, auth=self._auth(refresh=True))
-            raise
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        body: Any = None,
-        auth: str | None,
-    ) -> Any:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        target = f"{self.url}{path}{query}"
-        data = None if body is None else json.dumps(body).encode("utf-8")
-        headers = {"Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if auth is not None:
-            headers["Authorization"] = auth
-        reason = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                delay = min(30.0, self.backoff * 2 ** (attempt - 1))
-                log.info(
-                    "Label Studio %s %s failed (%s); retry %d/%d in %.1f s",
-                    method,
-                    path,
-                    reason,
-                    attempt,
-                    self.retries,
-                    delay,
-                )
-                self._sleep(delay)
-            req = urllib.request.Request(target, data=data, headers=headers, method=method)
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    raw = resp.read()
-                return json.loads(raw) if raw.strip() else None
-            except urllib.error.HTTPError as err:
-                status, detail = err.code, _detail(err.read() or b"")
-                err.close()
-                if status in (401, 403):
-                    hint = (
-                        "check the token (Label Studio > Account & Settings); a legacy token needs "
-                        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true on the server's first start"
-                    )
-                    exc = OracleUnavailable(
-                        f"Label Studio at {self.url} refused {self.token_source} (HTTP {status}: {detail}) on "
-                        f"{method} {path}; {hint}. Nothing stored was lost; re-run once the token is fixed."
-                    )
-                    exc.status = status  # type: ignore[attr-defined]
-                    raise exc from None
-                if status in _RETRY_STATUS:
-                    reason = f"HTTP {status}: {detail}"
-                    continue
-                cls = _NotFound if status == 404 else LabelStudioError
-                raise cls(f"Label Studio {method} {path} answered HTTP {status}: {detail}", status) from None
-            except (urllib.error.URLError, HTTPException, ConnectionError, TimeoutError) as err:
-                reason = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
-                continue
-        raise OracleUnavailable(
-            f"Label Studio at {self.url} did not answer {method} {path} after {self.retries + 1} attempts "
-            f"(last error: {reason}). Is the server running (`label-studio start`) and LABEL_STUDIO_URL right? "
-            "Nothing stored was lost; re-run the same command once the server is back."
-        )
-
-    # -- paginated lists ---------------------------------------------------------------------
-    def list_all(self, path: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """All items of a list endpoint, following ``page`` numbers when it is paginated."""
-        out: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            answer = self.call("GET", path, params={**(params or {}), "page": page, "page_size": 100})
-            if isinstance(answer, list):
-                return out + answer
-            items = answer.get("results", answer.get("tasks", [])) if isinstance(answer, dict) else []
-            out += items
-            if not items or not (isinstance(answer, dict) and answer.get("next")):
-                return out
-            page += 1
 
 
 class LabelStudioOracle(BaseOracle):
@@ -375,7 +160,6 @@ class LabelStudioOracle(BaseOracle):
         self.store: Any = None
         self.dataset: Any = None
         self.problems: list[AnswerProblem] = []
-        self._users: dict[int, str] = {}
         self._task_ids: dict[str, int] = {}  # request_id -> task id (mirror of the store)
         self._deleted: dict[str, int] = {}  # request_id -> a task id that was deleted
         self._given: dict[tuple[int, str], int] = {}
@@ -421,11 +205,11 @@ class LabelStudioOracle(BaseOracle):
 
     # ------------------------------------------------------------------ project
     def _check_config(self, project: Mapping[str, Any]) -> None:
-        choices = _config_choices(str(project.get("label_config", "")))
+        choices = config_choices(str(project.get("label_config", "")))
         if choices is None or set(choices) != set(self.class_names):
             raise ValueError(
                 f"Label Studio project {project.get('id')} ({project.get('title')!r}) has choices {choices} under "
-                f'<Choices name="{_FROM_NAME}">, but class_names is {list(self.class_names)}; use another '
+                f'<Choices name="{FROM_NAME}">, but class_names is {list(self.class_names)}; use another '
                 "project_title or fix the project's labeling config"
             )
         self._model_version = project.get("model_version") or None
@@ -434,7 +218,7 @@ class LabelStudioOracle(BaseOracle):
         if self._project_id is not None:
             try:
                 project = self.client.call("GET", f"/api/projects/{self._project_id}/")
-            except _NotFound:
+            except LabelStudioNotFound:
                 raise ValueError(
                     f"project_id={self._project_id}: no such project on {self.client.url}"
                 ) from None
@@ -483,13 +267,7 @@ class LabelStudioOracle(BaseOracle):
     # ------------------------------------------------------------------ display
     def _task_data(self, request: LabelRequest) -> dict[str, Any]:
         eid = int(request.example_id)
-        if self.show_fn is not None:
-            value = self.show_fn(eid)
-        elif self.dataset is not None:
-            item = self.dataset[eid]
-            value = item[0] if isinstance(item, (tuple, list)) else item
-        else:
-            value = None
+        value = example_value(self.show_fn, self.dataset, eid)
         if self.data_type == "image":
             if is_image(value):
                 url = "data:image/png;base64," + base64.b64encode(png_bytes(value)).decode("ascii")
@@ -517,14 +295,14 @@ class LabelStudioOracle(BaseOracle):
         waited = 0.0  # sleeps so far: ends the wait even when ``sleep`` is a test's fake
         synced = False
         while True:
-            tasks = self._tasks(pid)
+            tasks = self.client.tasks(pid)
             if not synced:
                 exhausted, changed = self._sync(requests, tasks)
                 synced = True
                 # after the import: Label Studio refuses a model_version that no prediction carries
                 self._set_model_version(max(int(r.round) for r in requests))
                 if changed:
-                    tasks = self._tasks(pid)
+                    tasks = self.client.tasks(pid)
             annotations, problems = self._collect(requests, tasks, exhausted)
             answered = {a.request_id for a in annotations}
             pending = tuple(r for r in requests if r.request_id not in answered and r not in exhausted)
@@ -541,21 +319,6 @@ class LabelStudioOracle(BaseOracle):
         for a in annotations:
             self._given[(a.example_id, a.annotator_id)] = a.label
         return OracleResponse(annotations=tuple(annotations), pending=pending, exhausted=tuple(exhausted))
-
-    def _tasks(self, pid: int) -> list[dict[str, Any]]:
-        """All tasks of the project with their annotations and overlap (``GET /api/tasks``, paginated)."""
-        out: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            answer = self.client.call(
-                "GET", "/api/tasks/", params={"project": pid, "fields": "all", "page": page, "page_size": 500}
-            )
-            items = answer if isinstance(answer, list) else (answer or {}).get("tasks", [])
-            out += items
-            total = (answer or {}).get("total", 0) if isinstance(answer, dict) else 0
-            if isinstance(answer, list) or not items or len(out) >= total:
-                return out
-            page += 1
 
     def _known_task_ids(self) -> dict[str, int]:
         if self.store is not None:
@@ -648,40 +411,6 @@ class LabelStudioOracle(BaseOracle):
         self._record(request.request_id, tid)
         return changed
 
-    def _user_name(self, user: Any) -> str:
-        if isinstance(user, Mapping):
-            name = user.get("email") or user.get("username")
-            if name:
-                return str(name)
-            user = user.get("id")
-        uid = int(user)
-        if uid not in self._users:
-            for u in self.client.list_all("/api/users/"):
-                self._users[int(u["id"])] = str(
-                    u.get("email") or u.get("username") or f"label-studio-user-{u['id']}"
-                )
-        return self._users.setdefault(uid, f"label-studio-user-{uid}")  # a deleted user: no refetch each time
-
-    def _choice(self, annotation: Mapping[str, Any]) -> str | None:
-        for item in annotation.get("result") or []:
-            if item.get("type") == "choices" and item.get("from_name", _FROM_NAME) == _FROM_NAME:
-                choices = (item.get("value") or {}).get("choices") or []
-                if len(choices) == 1:
-                    return str(choices[0])
-                return None if not choices else "|".join(map(str, choices))
-        return None
-
-    def _stored_labels(self, example_ids: list[int]) -> dict[tuple[int, str], int]:
-        out = {k: v for k, v in self._given.items() if k[0] in set(example_ids)}
-        if self.store is not None and example_ids:
-            ids = sorted(set(example_ids))
-            matrix, annotators = self.store.label_matrix(ids)
-            values = matrix.numpy() if hasattr(matrix, "numpy") else np.asarray(matrix)
-            rows, cols = np.nonzero(~np.isnan(values))
-            for i, j in zip(rows.tolist(), cols.tolist()):
-                out[(ids[i], annotators[j])] = int(values[i, j])
-        return out
-
     def _collect(
         self, requests: tuple[LabelRequest, ...], tasks: list[dict[str, Any]], exhausted: list[LabelRequest]
     ) -> tuple[list[Annotation], list[AnswerProblem]]:
@@ -691,7 +420,7 @@ class LabelStudioOracle(BaseOracle):
             eid = (t.get("data") or {}).get("example_id")
             if eid is not None:
                 by_example.setdefault(int(eid), []).append(t)
-        stored = self._stored_labels([int(r.example_id) for r in requests])
+        stored = stored_labels(self.store, self._given, (int(r.example_id) for r in requests))
         annotations: list[Annotation] = []
         problems: list[AnswerProblem] = []
         emitted: set[tuple[int, str]] = set()  # one answer per (example, annotator), to the earliest request
@@ -708,7 +437,7 @@ class LabelStudioOracle(BaseOracle):
                 for a in t.get("annotations") or []:
                     if a.get("was_cancelled"):
                         continue
-                    user = self._user_name(a.get("completed_by"))
+                    user = self.client.user_name(a.get("completed_by"))
                     stamp = str(a.get("updated_at") or a.get("created_at") or "")
                     previous = latest.get(user)
                     if previous is not None:
@@ -724,7 +453,7 @@ class LabelStudioOracle(BaseOracle):
                     latest[user] = (stamp, int(a.get("id", 0)), {**a, "_task": t["id"]})
             for user, (_, _, a) in latest.items():
                 where = f"{self.client.url}/projects/{self.project_id}/data?task={a['_task']}"
-                choice = self._choice(a)
+                choice = choice_of(a)
                 if choice is None or choice not in self.class_names:
                     problems.append(
                         AnswerProblem(
@@ -784,6 +513,6 @@ class LabelStudioOracle(BaseOracle):
                         f"/api/tasks/{task['id']}/",
                         body={"overlap": max(overlap, done + 1), "is_labeled": False},
                     )
-                except _NotFound:
+                except LabelStudioNotFound:
                     continue  # deleted meanwhile: the next call imports it again
                 task["overlap"], task["is_labeled"] = max(overlap, done + 1), False

@@ -15,9 +15,6 @@ Either way the answer to a request depends only on ``(seed, request)``.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +24,7 @@ import torch
 
 from activelab_lightning.oracles.base import BaseOracle, stable_uniform, string_keys
 from activelab_lightning.records import Annotation, LabelRequest, OracleResponse
+from activelab_lightning.tables import ClassNames, LabelError, column_key, parse_int, parse_label, read_table
 
 __all__ = ["ReplayOracle"]
 
@@ -229,6 +227,10 @@ class ReplayOracle(BaseOracle):
     ) -> ReplayOracle:
         """Read a long CSV table (``.csv`` or ``.csv.gz``; one row per annotation).
 
+        The file is read by the rules of :mod:`activelab_lightning.tables` (a BOM is accepted,
+        column names are compared ignoring case and surrounding spaces, class names exactly and
+        then ignoring case).
+
         Args:
             path: The file.
             example_col: Column of integer example ids.
@@ -250,45 +252,42 @@ class ReplayOracle(BaseOracle):
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"annotation table {str(p)!r} does not exist")
-        raw = p.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
-        cols = reader.fieldnames or []
+        table = read_table(p, format="csv")
+        cols = list(table.header or ())
+        keys = table.columns or ()
         for arg, col in (
             ("example_col", example_col),
             ("annotator_col", annotator_col),
             ("label_col", label_col),
         ):
-            if col not in cols:
+            if column_key(col) not in keys:
                 raise ValueError(f"{arg}={col!r} is not a column of {p.name}; its columns are {cols}")
-        lookup = None if class_names is None else {str(c): i for i, c in enumerate(class_names)}
+        example_key, annotator_key, label_key = (
+            column_key(c) for c in (example_col, annotator_col, label_col)
+        )
+        classes = None if class_names is None else ClassNames(class_names)
         ex: list[int] = []
         ann: list[str] = []
         lab: list[int] = []
-        for line, row in enumerate(reader, start=2):
-            value = (row[label_col] or "").strip()
-            if value == "":
+        for line, row, _ in table.rows():
+            assert row is not None  # CSV rows always parse
+            value = row[label_key]
+            if value in (None, ""):
                 continue
+            example = parse_int(row[example_key])
+            if example is None:
+                raise ValueError(f"{p.name} line {line}: example id {row[example_key]!r} is not an integer")
             try:
-                ex.append(int(row[example_col]))
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"{p.name} line {line}: example id {row[example_col]!r} is not an integer"
-                ) from None
-            ann.append(str(row[annotator_col]))
-            if lookup is not None and value in lookup:
-                lab.append(lookup[value])
-                continue
-            try:
-                lab.append(int(value))
-            except ValueError:
-                hint = (
-                    f"not one of class_names {list(lookup)}"
-                    if lookup is not None
-                    else "not an integer; pass class_names=[...] to map names to indices"
-                )
-                raise ValueError(f"{p.name} line {line}: label {value!r} is {hint}") from None
+                label = parse_label(value, classes, check_range=False)
+            except LabelError as err:
+                if err.reason == "unknown" and classes is not None:
+                    raise ValueError(
+                        f"{p.name} line {line}: label {value!r} is not one of class_names {list(classes.names)}"
+                    ) from None
+                raise ValueError(f"{p.name} line {line}: {err}") from None
+            ex.append(example)
+            ann.append("" if row[annotator_key] is None else str(row[annotator_key]))
+            lab.append(label)
         if class_names is not None:
             kwargs.setdefault("num_classes", len(class_names))
         return cls(ex, ann, lab, **kwargs)  # type: ignore[arg-type]

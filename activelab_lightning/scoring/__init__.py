@@ -22,6 +22,7 @@ Example::
 
 from ._validation import TemperatureObjective
 from .activelab import activelab_scores, activelab_scores_ensemble
+from .annotator_stats import AnnotatorStats, annotator_stats
 from .baselines import (
     disagreement_scores,
     entropy_scores,
@@ -37,10 +38,8 @@ from .compat import (
     get_majority_vote_label,
 )
 from .crowdlab import (
-    AnnotatorStats,
     ConsensusMethod,
     CrowdlabResult,
-    annotator_stats,
     consensus_targets,
     crowdlab,
     crowdlab_ensemble,

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "ROW_SUM_TOL",
     "ArrayLike",
     "LabelMatrix",
     "TemperatureObjective",
@@ -35,12 +36,33 @@ __all__ = [
     "check_probability_values",
     "check_same_rows",
     "make_generator",
+    "row_sum_tolerance",
 ]
 
 ArrayLike = Any  # torch.Tensor | numpy.ndarray | pandas.DataFrame | nested sequences
 TemperatureObjective = Literal["class-position", "cleanlab-2.9"]
 _OBJECTIVES = ("class-position", "cleanlab-2.9")
-_ROW_SUM_TOL = 1e-3
+#: The one probability tolerance of the package: a row of probabilities must have no negative entry
+#: and sum to 1 within ``ROW_SUM_TOL`` -- or within the machine epsilon of the dtype it was
+#: computed in when that is coarser (bfloat16: ``2**-7``), see :func:`row_sum_tolerance`. Loose
+#: enough for float16/32 softmax outputs, tight enough to catch logits and log-probabilities.
+ROW_SUM_TOL = 1e-3
+_ROW_SUM_TOL = ROW_SUM_TOL
+
+
+def row_sum_tolerance(dtype: torch.dtype | None = None) -> float:
+    """How far a row of probabilities computed in ``dtype`` may sum from 1: ``max(1e-3, eps(dtype))``.
+
+    Example::
+
+        >>> row_sum_tolerance(torch.float32), row_sum_tolerance(torch.bfloat16)
+        (0.001, 0.0078125)
+    """
+    if dtype is None or not dtype.is_floating_point:
+        return ROW_SUM_TOL
+    return max(ROW_SUM_TOL, float(torch.finfo(dtype).eps))
+
+
 _MAX_LISTED = 5
 
 
@@ -193,15 +215,18 @@ def as_probabilities(
     return t
 
 
-def check_probability_values(t: Tensor, name: str) -> None:
+def check_probability_values(t: Tensor, name: str, *, computed_in: torch.dtype | None = None) -> None:
     """Raise ``ValueError`` unless ``t`` (``(..., K)``) is finite, non-negative, rows summing to 1.
 
-    Rows must sum to 1 within ``1e-3``. The message names the first offending entry or row.
+    Rows must sum to 1 within :func:`row_sum_tolerance` of ``computed_in`` (default ``t``'s dtype):
+    ``1e-3``, or bfloat16's epsilon for bfloat16 outputs. The message names the first offending
+    entry or row.
     """
     if t.numel() == 0:
         return
+    tol = row_sum_tolerance(computed_in if computed_in is not None else t.dtype)
     sums = t.sum(-1)
-    if float(t.amin()) >= 0 and bool(((sums - 1).abs() <= _ROW_SUM_TOL).all()):
+    if float(t.amin()) >= 0 and bool(((sums - 1).abs() <= tol).all()):
         return  # fast path: one min and one sum (a NaN min fails ">= 0", inf fails the sum)
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
@@ -217,7 +242,7 @@ def check_probability_values(t: Tensor, name: str) -> None:
             f"{name} contains negative values (e.g. {t[tuple(where)].item()} at index "
             f"{tuple(where)}); pass probabilities in [0, 1] (did you pass logits? apply softmax)."
         )
-    off = (sums - 1).abs() > _ROW_SUM_TOL
+    off = (sums - 1).abs() > tol
     where = off.nonzero()[0].tolist()
     raise ValueError(
         f"rows of {name} must sum to 1, but row {tuple(where)} sums to "
@@ -297,9 +322,10 @@ def _raise_bad_labels(vals: Tensor, name: str, num_classes: int | None) -> None:
             f"{name} must hold class indices >= 0 (NaN for missing), got {vals.min().item():g}. "
             "Use NaN, not -1, for missing labels."
         )
+    last = "K-1" if num_classes is None else num_classes - 1
     raise ValueError(
         f"{name} contains class {vals.max().item():g} but pred_probs has only K = "
-        f"{num_classes} classes (valid labels are 0..{num_classes - 1}); check the class "
+        f"{num_classes} classes (valid labels are 0..{last}); check the class "
         "encoding or the model's output size."
     )
 

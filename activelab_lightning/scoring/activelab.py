@@ -157,9 +157,9 @@ def _max_scaled_probability(q: Tensor, temperature: float, validate_as: str | No
     if q.device.type != "cpu" or q.dtype != torch.float64:
         if validate_as is not None:
             check_probability_values(q, validate_as)
-        x = q.clamp(min=_EPS_LOG).log_()
-        x.sub_(x.amax(1, keepdim=True)).div_(t).exp_()
-        return x.sum(1).reciprocal_()
+        z = q.clamp(min=_EPS_LOG).log_()
+        z.sub_(z.amax(1, keepdim=True)).div_(t).exp_()
+        return z.sum(1).reciprocal_()
     q = q.detach().contiguous()
     a = q.numpy()
     n, k = a.shape

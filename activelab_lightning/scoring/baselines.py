@@ -175,7 +175,8 @@ def entropy_scores(pred_probs: ArrayLike) -> torch.Tensor:
         [-1.0, 0.0]
     """
     probs = _probabilities(pred_probs, "pred_probs", ndim=2)
-    return torch.special.xlogy(probs, probs).sum(dim=1) / math.log(probs.shape[1])
+    scores: torch.Tensor = torch.special.xlogy(probs, probs).sum(dim=1) / math.log(probs.shape[1])
+    return scores
 
 
 def least_confidence_scores(pred_probs: ArrayLike) -> torch.Tensor:
@@ -283,4 +284,5 @@ def disagreement_scores(
     neg_entropy_of_mean = torch.special.xlogy(mean, mean).sum(dim=1)
     mean_neg_entropy = torch.special.xlogy(probs, probs).sum(dim=2).mean(dim=0)
     # -(H(mean) - mean H(p_m)) = -H(mean) + mean H(p_m); clamp float round-off above 0.
-    return (neg_entropy_of_mean - mean_neg_entropy).clamp_max(0.0) / log_k
+    scores: torch.Tensor = (neg_entropy_of_mean - mean_neg_entropy).clamp_max(0.0) / log_k
+    return scores

@@ -48,7 +48,8 @@ from ._validation import (
     make_generator,
 )
 from .activelab import activelab_scores, activelab_scores_ensemble
-from .crowdlab import CrowdlabResult, _run_crowdlab, annotator_stats
+from .annotator_stats import annotator_stats
+from .crowdlab import CrowdlabResult, _run_crowdlab
 from .majority_vote import _first_true, _majority_vote, label_counts, majority_vote
 from .temperature import _search, _sparse_empirical, _temperature_scale
 
@@ -141,7 +142,7 @@ def get_label_quality_multiannotator(
     return_annotator_stats: bool = True,
     return_weights: bool = False,
     verbose: bool = True,
-    label_quality_score_kwargs: dict | None = None,
+    label_quality_score_kwargs: dict[str, Any] | None = None,
     temperature_objective: TemperatureObjective = "class-position",
     generator: torch.Generator | int | None = None,
 ) -> dict[str, Any]:

@@ -30,10 +30,8 @@ from ._validation import ArrayLike, LabelMatrix, as_label_matrix, as_probabiliti
 from .majority_vote import _first_true, _majority_vote, label_counts
 
 __all__ = [
-    "AnnotatorStats",
     "ConsensusMethod",
     "CrowdlabResult",
-    "annotator_stats",
     "consensus_targets",
     "crowdlab",
     "crowdlab_ensemble",
@@ -183,7 +181,7 @@ def _consensus_stats(
 def _model_term(probs: Tensor, st: _Stats) -> Tensor:
     """``Σ_p w_M^(p) · r^(p)``, a new ``(N, K)`` tensor."""
     wm = st.w_model.tolist()
-    out = probs[0] * wm[0]
+    out: Tensor = probs[0] * wm[0]
     for p in range(1, len(wm)):
         out.add_(probs[p], alpha=wm[p])
     return out
@@ -226,7 +224,8 @@ def _quality(lm: LabelMatrix, probs: Tensor, st: _Stats, c: Tensor) -> Tensor:
             for j in range(lm.num_annotators):  # column order, as cleanlab: bit-identical sums
                 num += torch.where(hit[j], w_lam[j], torch.where(on[j], w_nu[j], zero))
                 den += torch.where(on[j], w[j], zero)
-        return num / (den + wm[0])
+        out: Tensor = num / (den + wm[0])
+        return out
     cc = c[:, None]
     num = probs[0].gather(1, cc).squeeze(1) * wm[0]
     for p in range(1, len(wm)):
@@ -235,7 +234,8 @@ def _quality(lm: LabelMatrix, probs: Tensor, st: _Stats, c: Tensor) -> Tensor:
     num += rw * st.nu
     votes = ((lm.index == cc) & lm.mask).to(num.dtype) @ st.w.to(device=num.device, dtype=num.dtype)
     num += votes * (st.lam - st.nu)
-    return num / (rw + st.total_model_weight)
+    quality: Tensor = num / (rw + st.total_model_weight)
+    return quality
 
 
 def _exact_posterior_ensemble(rows: Tensor, lm: LabelMatrix, probs: Tensor, st: _Stats) -> Tensor:
@@ -275,7 +275,8 @@ def _exact_posterior(rows: Tensor, lm: LabelMatrix, probs: Tensor, st: _Stats) -
         term = torch.where(idx[:, j : j + 1] == classes, hit, miss)
         num = num + torch.where(on, term, zero)
         den = den + torch.where(on[:, 0], w[j], zero)
-    return num / (den + wm[0])[:, None]
+    posterior: Tensor = num / (den + wm[0])[:, None]
+    return posterior
 
 
 def _best_quality(lm: LabelMatrix, probs: Tensor, st: _Stats, fallback: Tensor) -> Tensor:
@@ -436,120 +437,6 @@ def crowdlab_ensemble(
     """
     lm, probs = _prepare(labels, pred_probs, 3)
     return _run_crowdlab(lm, probs, consensus_method="best_quality", generator=generator)[0]
-
-
-@dataclass(frozen=True)
-class AnnotatorStats:
-    """Per-annotator statistics, aligned with the label matrix's ``M`` columns.
-
-    Attributes:
-        quality: ``(M,)`` ``ω·lqs_j + (1-ω)·agr_j``: a blend (weighted by the model's share of the
-            total weight) of the mean posterior probability of j's labels and j's agreement with
-            the consensus on multi-labeled examples. NaN if j labeled no multi-labeled example.
-        agreement_with_consensus: ``(M,)`` fraction of j's labels equal to the consensus.
-        worst_class: ``(M,)`` int64, the class j labels least accurately (ties: more of j's
-            labels, then higher mean consensus quality, then the smaller class); -1 if unused.
-        num_examples_labeled: ``(M,)`` int64.
-        order: ``(M',)`` int64 column positions of the used annotators, sorted by ``quality`` then
-            ``agreement_with_consensus`` ascending (NaN last): the row order cleanlab reports.
-    """
-
-    quality: Tensor
-    agreement_with_consensus: Tensor
-    worst_class: Tensor
-    num_examples_labeled: Tensor
-    order: Tensor
-
-
-def annotator_stats(labels: ArrayLike, result: CrowdlabResult) -> AnnotatorStats:
-    """Per-annotator quality, agreement with consensus, worst class and label count.
-
-    Args:
-        labels: The ``(N, M)`` label matrix given to :func:`crowdlab`.
-        result: Its :class:`CrowdlabResult`.
-
-    Returns:
-        An :class:`AnnotatorStats`.
-
-    Example::
-
-        >>> import torch
-        >>> nan = float("nan")
-        >>> labels = torch.tensor([[0., 0., 1.], [1., 1., nan], [2., nan, 2.]])
-        >>> probs = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
-        >>> annotator_stats(labels, crowdlab(labels, probs)).num_examples_labeled.tolist()
-        [3, 2, 2]
-    """
-    post = result.posterior
-    k = post.shape[1]
-    lm = as_label_matrix(labels, num_classes=k, device=post.device)
-    if lm.num_examples != post.shape[0] or lm.num_input_columns != result.annotator_weight.numel():
-        raise ValueError(
-            f"labels has shape ({lm.num_examples}, {lm.num_input_columns}) but result describes "
-            f"{post.shape[0]} examples and {result.annotator_weight.numel()} annotators; pass the "
-            "same labels that produced result."
-        )
-    dt = torch.float64
-    c = result.consensus_label
-    idx, msk = lm.index, lm.mask
-    m = lm.num_annotators
-    mskf = msk.to(dt)
-    count = mskf.sum(0)
-    lqs = (post.to(dt).gather(1, idx) * mskf).sum(0) / count
-    correct = (lm.index == c[:, None]) & msk
-    multi = (lm.num_annotations >= 2)[:, None] & msk
-    agr_multi = (correct & multi).sum(0).to(dt) / multi.sum(0).to(dt)
-    agreement = correct.sum(0).to(dt) / count
-    w = result.annotator_weight[lm.columns].to(dt)
-    n_mean = float(lm.num_annotations.to(dt).mean().item())
-    w_bar = float(w.sum().item()) * n_mean / m
-    w_model = result.mean_model_weight
-    omega = w_model / (w_model + w_bar)
-    quality = omega * lqs.cpu() + (1 - omega) * agr_multi.cpu()
-    # worst class: (M', K) tables of label counts, hits and summed consensus quality
-    flat = (torch.arange(m, device=idx.device)[None, :] * k + idx)[msk]
-    rows = msk.nonzero()[:, 0]
-    size = m * k
-    n_jk = torch.zeros(size, dtype=dt, device=idx.device).index_add_(0, flat, torch.ones_like(flat, dtype=dt))
-    hit_jk = torch.zeros(size, dtype=dt, device=idx.device).index_add_(0, flat, correct[msk].to(dt))
-    q_jk = torch.zeros(size, dtype=dt, device=idx.device).index_add_(
-        0, flat, result.consensus_quality.to(dt)[rows]
-    )
-    n_jk, hit_jk, q_jk = (t.view(m, k) for t in (n_jk, hit_jk, q_jk))
-    cand = n_jk > 0
-    acc = hit_jk / n_jk
-    v = torch.where(cand, acc, torch.full_like(acc, math.inf))
-    cand &= v == v.amin(1, keepdim=True)
-    v = torch.where(cand, n_jk, torch.full_like(n_jk, -math.inf))
-    cand &= v == v.amax(1, keepdim=True)
-    mean_q = q_jk / n_jk
-    v = torch.where(cand, mean_q, torch.full_like(mean_q, -math.inf))
-    cand &= v == v.amax(1, keepdim=True)
-    worst = _first_true(cand).cpu()
-
-    m_in = lm.num_input_columns
-    cols = lm.columns
-
-    def full(values: Tensor, fill: float, dtype: torch.dtype) -> Tensor:
-        out = torch.full((m_in,), fill, dtype=dtype)
-        out[cols] = values.cpu().to(dtype)
-        return out
-
-    q_sort = quality.clone()
-    a_sort = agreement.cpu().clone()
-    # stable lexicographic sort (quality, agreement), NaN last
-    order = torch.arange(m)
-    for key in (a_sort, q_sort):  # secondary key first, then a stable sort on the primary
-        vals = key[order]
-        vals = torch.where(torch.isnan(vals), torch.full_like(vals, math.inf), vals)
-        order = order[torch.argsort(vals, stable=True)]
-    return AnnotatorStats(
-        quality=full(quality, math.nan, dt),
-        agreement_with_consensus=full(agreement, math.nan, dt),
-        worst_class=full(worst, -1, torch.int64),
-        num_examples_labeled=full(count, 0, torch.int64),
-        order=cols[order],
-    )
 
 
 def consensus_targets(

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from activelab_lightning.callback import ActiveLabCallback
-from activelab_lightning.datamodule import ActiveDataModule
+from activelab_lightning.data import ActiveDataModule
 from activelab_lightning.loop import ActiveLearningLoop
 from activelab_lightning.oracles import SimulatedOracle
 from activelab_lightning.store import AnnotationStore

@@ -36,10 +36,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 from activelab_lightning.callback import ActiveLabCallback
-from activelab_lightning.datamodule import ActiveDataModule
+from activelab_lightning.data import ActiveDataModule
 from activelab_lightning.loop import ActiveLearningLoop
 from activelab_lightning.oracles import SimulatedOracle
-from activelab_lightning.selection import ActiveLabStrategy, register_strategy
+from activelab_lightning.selection.strategies import ActiveLabStrategy, register_strategy
 from activelab_lightning.store import AnnotationStore
 from tests._models import TinyMLP, make_blobs
 

@@ -12,11 +12,9 @@ One acquisition runs the model over the labeled and unlabeled pools *inside* a f
   probabilities: non-negative, summing to 1), and hands back
   ``float64`` CPU probabilities together with the batch's example ids.
 
-Under DDP (``trainer.world_size > 1``) every rank takes an equal-length, strided, wrap-around
-shard of the pool (as ``DistributedSampler(shuffle=False)``), runs the loop, and the shards are
-all-gathered batch by batch. Every rank's batch has the same shape, so the gather is safe
-(gloo aborts on unequal shapes); rows are put back in pool order and the padding duplicates
-dropped. Every rank ends with the same full result.
+Under DDP (``trainer.world_size > 1``) every rank runs the loop over its own shard of the pool
+and the shards are gathered batch by batch (:mod:`~activelab_lightning.predictions.distributed`).
+Every rank ends with the same full result.
 
 Example::
 
@@ -29,7 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -37,21 +34,19 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor, nn
 
+from activelab_lightning.predictions.distributed import all_gather, shard_positions, unshard_batch, world_of
+from activelab_lightning.scoring._validation import row_sum_tolerance
+
 __all__ = [
     "PoolSource",
     "PredictFn",
     "collect_predictions",
     "iter_predictions",
     "predict_proba_batches",
-    "shard_positions",
-    "unshard_batch",
 ]
 
 #: ``predict_fn(module, x) -> (B, K)`` probabilities, for modules whose ``forward`` is not logits.
 PredictFn = Callable[[nn.Module, Any], Tensor]
-
-_SUM_TOL = 1e-2  # loose: catches logits / log-probs, tolerates half-precision probabilities
-_NEG_TOL = 1e-6
 
 
 class PoolSource(Protocol):
@@ -155,12 +150,15 @@ def _check_output(out: Any, n: int, k: int | None, source: str, module: nn.Modul
     return out
 
 
-def _check_probabilities(probs: Tensor, source: str, module: nn.Module) -> None:
+def _check_probabilities(
+    probs: Tensor, source: str, module: nn.Module, computed_in: torch.dtype | None = None
+) -> None:
+    """Rows of ``probs`` must be probabilities, by the package's one rule (``row_sum_tolerance``)."""
     if probs.numel() == 0:
         return
     low = float(probs.min())
     err = float((probs.sum(1) - 1.0).abs().max())
-    if not (low >= -_NEG_TOL and err <= _SUM_TOL):  # also catches NaN
+    if not (low >= 0.0 and err <= row_sum_tolerance(computed_in)):  # also catches NaN
         raise ValueError(
             f"{source} of {type(module).__name__} did not return probabilities (min {low:.4g}, "
             f"largest |row sum - 1| = {err:.4g}). predict_proba / predict_fn must return softmax "
@@ -229,96 +227,13 @@ def predict_proba_batches(
             # float64 on the CPU (half the transfer), as an ordinary tensor: in-place ops allowed
             probs = out.to(torch.float64) if out.dtype != torch.float64 else out.clone()
             if k is None and validate:  # logits / log-probs are systematic: the first batch tells
-                _check_probabilities(probs, source, module)
+                _check_probabilities(probs, source, module, out.dtype)
+            if row_sum_tolerance(out.dtype) > row_sum_tolerance() and validate:
+                probs /= probs.sum(1, keepdim=True)  # bfloat16 rounding: renormalize in float64
             k = probs.shape[1]
             yield ids, probs
     finally:
         module.train(was_training)
-
-
-# ---------------------------------------------------------------------------- sharding
-def shard_positions(num_examples: int, world_size: int, rank: int) -> Tensor:
-    """Pool positions handled by ``rank``: strided, padded by wrapping around to equal lengths.
-
-    Same split as ``DistributedSampler(shuffle=False, drop_last=False)``: the pool is padded to
-    ``ceil(n / W) * W`` positions by repeating its start, and rank ``r`` takes padded positions
-    ``r, r + W, r + 2W, ...``. Every rank gets ``ceil(n / W)`` positions.
-
-    Args:
-        num_examples: Pool size ``n``.
-        world_size: Number of ranks ``W >= 1``.
-        rank: This rank, ``0 <= rank < W``.
-
-    Returns:
-        ``(ceil(n / W),)`` int64 positions into the pool (``0 .. n-1``, padding repeats some).
-
-    Example::
-
-        >>> shard_positions(5, 2, 0).tolist(), shard_positions(5, 2, 1).tolist()
-        ([0, 2, 4], [1, 3, 0])
-    """
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(
-            f"need world_size >= 1 and 0 <= rank < world_size, got world_size={world_size}, rank={rank}."
-        )
-    if num_examples < 0:
-        raise ValueError(f"num_examples must be >= 0, got {num_examples}.")
-    if num_examples == 0:
-        return torch.zeros(0, dtype=torch.int64)
-    total = math.ceil(num_examples / world_size) * world_size
-    return torch.arange(rank, total, world_size, dtype=torch.int64) % num_examples
-
-
-def unshard_batch(gathered: Tensor, shard_offset: int, num_examples: int) -> tuple[Tensor, Tensor]:
-    """Put one gathered batch back in pool order and drop the padding duplicates.
-
-    Args:
-        gathered: ``(W, b, ...)``: batch ``j`` of every rank's shard (rank-major, as all-gathered),
-            covering shard positions ``shard_offset .. shard_offset + b - 1`` on each rank.
-        shard_offset: Shard position of the batch's first row (same on every rank).
-        num_examples: Pool size ``n``.
-
-    Returns:
-        ``(positions (b',), rows (b', ...))``: pool positions, contiguous and increasing, and their
-        rows; ``b' <= W * b`` (wrap-around padding removed).
-
-    Example::
-
-        >>> import torch
-        >>> g = torch.tensor([[[0.], [2.], [4.]], [[1.], [3.], [0.]]])  # 2 ranks, n=5, one batch
-        >>> pos, rows = unshard_batch(g, 0, 5)
-        >>> pos.tolist(), rows.flatten().tolist()
-        ([0, 1, 2, 3, 4], [0.0, 1.0, 2.0, 3.0, 4.0])
-    """
-    world, b = gathered.shape[0], gathered.shape[1]
-    # rank r's row j is padded position (shard_offset + j) * W + r: rank-minor order is contiguous.
-    rows = gathered.transpose(0, 1).reshape(world * b, *gathered.shape[2:])
-    start = shard_offset * world
-    stop = min(num_examples, start + world * b)
-    keep = max(0, stop - start)
-    return torch.arange(start, start + keep, dtype=torch.int64), rows[:keep]
-
-
-def _world(trainer: Any) -> tuple[int, int]:
-    if trainer is None:
-        return 1, 0
-    return int(getattr(trainer, "world_size", 1)), int(getattr(trainer, "global_rank", 0))
-
-
-def _all_gather(tensor: Tensor, world_size: int, device: torch.device) -> Tensor:
-    """``(W, *shape)`` gather of equal-shape tensors with ``torch.distributed`` (gloo or nccl)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError(
-            f"trainer.world_size is {world_size} but torch.distributed is not initialized; run the "
-            "acquisition inside a fit with strategy='ddp' (where the process group exists)."
-        )
-    comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    t = tensor.to(comm).contiguous()
-    out = [torch.empty_like(t) for _ in range(world_size)]
-    dist.all_gather(out, t)
-    return torch.stack(out).to("cpu")
 
 
 def _as_ids(example_ids: Any) -> Tensor:
@@ -376,7 +291,7 @@ def iter_predictions(
     """
     ids = _as_ids(example_ids)
     bs = int(batch_size if batch_size is not None else datamodule.inference_batch_size)
-    world, rank = _world(trainer)
+    world, rank = world_of(trainer)
     n = ids.numel()
     if n == 0:
         return
@@ -401,7 +316,7 @@ def iter_predictions(
         module, datamodule.pool_dataloader(shard, batch_size=bs), predict_fn=predict_fn, validate=validate
     ):
         _check_ids(got, shard[offset : offset + got.numel()], datamodule)
-        pos, rows = unshard_batch(_all_gather(probs, world, device), offset, n)
+        pos, rows = unshard_batch(all_gather(probs, world, device), offset, n)
         offset += got.numel()
         if pos.numel():
             yield ids[pos], rows

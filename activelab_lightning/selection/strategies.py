@@ -1,21 +1,15 @@
-"""From scores to label requests: acquisition strategies, lowest-``k`` selection, requests.
+"""Acquisition strategies: how the labeled and unlabeled pools are scored (lower = label next).
 
-One acquisition scores the **labeled** pool (one more label = a re-label) and the **unlabeled**
-pool (a first label) on one scale, *lower = label next*, and asks for the ``k`` lowest over
-their union. This module holds the three pieces of that step, all free of Lightning:
-
-* a **strategy registry** (:func:`register_strategy`, :func:`get_strategy`,
-  :func:`available_strategies`): a :class:`Strategy` is fitted on the labeled pool
-  (:meth:`Strategy.fit` → labeled scores) and then scores the unlabeled pool one batch at a time
-  (:meth:`Strategy.score_unlabeled`), so the unlabeled pool never has to be held in memory;
-* :func:`select_lowest` and its streaming twin :class:`LowestK`: the ``k`` lowest scores with a
-  deterministic tie-break by example id (float64), independent of how the pool was batched;
-* :func:`make_requests`: turns the selection into :class:`~activelab_lightning.records.LabelRequest`
-  objects (``"new"`` vs ``"relabel"``, with the annotators who already labeled each example).
+A :class:`Strategy` is fitted on the labeled pool (:meth:`Strategy.fit` → labeled scores, i.e.
+the value of one more label = a re-label) and then scores the unlabeled pool one batch at a time
+(:meth:`Strategy.score_unlabeled`), so the unlabeled pool never has to be held in memory. The
+registry (:func:`register_strategy`, :func:`get_strategy`, :func:`available_strategies`) maps the
+names the callback and the configs accept to classes.
 
 Example::
 
     >>> import torch
+    >>> from activelab_lightning.selection import LowestK
     >>> ctx = ScoringContext(labels=torch.tensor([[0.0, float("nan")], [1.0, 1.0]]),
     ...                      labeled_ids=torch.tensor([4, 9]), num_classes=2,
     ...                      pred_probs=torch.tensor([[0.6, 0.4], [0.1, 0.9]], dtype=torch.float64))
@@ -31,14 +25,13 @@ Example::
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 
-from activelab_lightning.records import LabelRequest
-from activelab_lightning.scoring import ActiveLabEnsembleScorer, ActiveLabScorer
+from activelab_lightning.scoring import ActiveLabEnsembleScorer, ActiveLabScorer, TemperatureObjective
 from activelab_lightning.scoring.baselines import (
     disagreement_scores,
     entropy_scores,
@@ -49,59 +42,14 @@ from activelab_lightning.scoring.baselines import (
 )
 
 __all__ = [
-    "LowestK",
     "ScoringContext",
     "Strategy",
     "available_strategies",
     "get_strategy",
-    "make_requests",
     "register_strategy",
-    "round_seed",
-    "select_lowest",
-    "subsample_ids",
 ]
 
 StrategyInput = Literal["none", "probs", "ensemble"]
-TemperatureObjective = Literal["class-position", "cleanlab-2.9"]
-
-_MASK64 = (1 << 64) - 1
-
-
-# --------------------------------------------------------------------------- seeds
-def round_seed(base_seed: int, round: int) -> int:
-    """The seed of one round, a fixed function of ``(base_seed, round)``.
-
-    A resumed run therefore draws exactly what the interrupted one drew (random scores, pool
-    subsamples, simulated annotators), whatever happened in between. SplitMix64 finaliser, kept
-    in ``[0, 2**63)`` so it fits ``torch.Generator.manual_seed`` and SQLite integers.
-
-    Example::
-
-        >>> round_seed(0, 3) == round_seed(0, 3) != round_seed(0, 4)
-        True
-    """
-    if round < 0:
-        raise ValueError(f"Expected `round` to be >= 0, but got {round}.")
-    z = (int(base_seed) * 0x9E3779B97F4A7C15 + (int(round) + 1) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return (z ^ (z >> 31)) >> 1
-
-
-def subsample_ids(ids: torch.Tensor, size: int, *, generator: torch.Generator) -> torch.Tensor:
-    """A seeded random subset of ``size`` example ids, in ascending order (all of them if fewer).
-
-    Example::
-
-        >>> subsample_ids(torch.arange(10), 3, generator=torch.Generator().manual_seed(0)).shape
-        torch.Size([3])
-    """
-    if size <= 0:
-        raise ValueError(f"Expected `size` to be > 0, but got {size}.")
-    if ids.numel() <= size:
-        return ids
-    keep = torch.randperm(ids.numel(), generator=generator)[:size]
-    return ids[keep].sort().values
 
 
 # --------------------------------------------------------------------------- context
@@ -331,15 +279,15 @@ class GoodRandomStrategy(Strategy):
 class _ModelOnlyStrategy(Strategy):
     """Scores that look at one model's probabilities only (labeled and unlabeled alike)."""
 
-    score_fn: ClassVar[Callable[[torch.Tensor], torch.Tensor]]
+    score_fn: Callable[[torch.Tensor], torch.Tensor]
 
     def fit(self, ctx: ScoringContext) -> torch.Tensor:
         self._ctx = ctx
-        return type(self).score_fn(self._need(ctx, "pred_probs"))
+        return self.score_fn(self._need(ctx, "pred_probs"))
 
     def score_unlabeled(self, ids: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
         assert probs is not None
-        return type(self).score_fn(probs)
+        return self.score_fn(probs)
 
 
 @register_strategy("entropy")
@@ -376,169 +324,3 @@ class DisagreementStrategy(Strategy):
     def score_unlabeled(self, ids: torch.Tensor, probs: torch.Tensor | None) -> torch.Tensor:
         assert probs is not None
         return disagreement_scores(probs)
-
-
-# --------------------------------------------------------------------------- selection
-def _check_scores(ids: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = torch.as_tensor(ids)
-    scores = torch.as_tensor(scores)
-    if ids.ndim != 1 or scores.shape != ids.shape:
-        raise ValueError(
-            f"Expected `ids` and `scores` to be 1-D of the same length, but got shapes "
-            f"{tuple(ids.shape)} and {tuple(scores.shape)}."
-        )
-    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-        raise TypeError(f"Expected integer example ids, but got dtype {ids.dtype}.")
-    scores = scores.detach().to("cpu", torch.float64)
-    if bool(torch.isnan(scores).any()):
-        raise ValueError(
-            f"Got {int(torch.isnan(scores).sum())} NaN scores (e.g. for example ids "
-            f"{ids[torch.isnan(scores).cpu()][:5].tolist()}); check the model's probabilities for NaN."
-        )
-    return ids.detach().to("cpu", torch.int64), scores
-
-
-def _lexsort_lowest(ids: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Positions of the ``k`` smallest ``(score, id)`` pairs, in that order."""
-    by_id = torch.argsort(ids, stable=True)
-    by_score = torch.argsort(scores[by_id], stable=True)
-    return by_id[by_score[:k]]
-
-
-def select_lowest(ids: torch.Tensor, scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` examples with the lowest scores; ties go to the smaller example id.
-
-    Args:
-        ids: ``(N,)`` integer example ids (unique).
-        scores: ``(N,)`` scores (compared in float64).
-        k: How many to select; more than ``N`` selects all.
-
-    Returns:
-        ``(ids (k,), scores (k,))`` in selection order (ascending score, then id).
-
-    Example::
-
-        >>> select_lowest(torch.tensor([5, 3, 8]), torch.tensor([0.2, 0.2, 0.1]), 2)[0].tolist()
-        [8, 3]
-    """
-    if k < 0:
-        raise ValueError(f"Expected `k` to be >= 0, but got {k}.")
-    ids, scores = _check_scores(ids, scores)
-    order = _lexsort_lowest(ids, scores, k)
-    return ids[order], scores[order]
-
-
-class LowestK:
-    """Streaming :func:`select_lowest`: feed batches with :meth:`update`, read :meth:`result`.
-
-    Memory is ``O(k + batch)``; the result does not depend on how the ids were batched (the order
-    ``(score, id)`` is total). Optional ``extras`` (e.g. ``(B, K)`` probabilities) ride along with
-    each row so the winners' rows are kept without storing the pool.
-
-    Example::
-
-        >>> top = LowestK(2)
-        >>> top.update(torch.tensor([1, 2]), torch.tensor([0.5, 0.1]))
-        >>> top.update(torch.tensor([3]), torch.tensor([0.1]))
-        >>> top.result()[0].tolist()
-        [2, 3]
-    """
-
-    def __init__(self, k: int) -> None:
-        if k < 0:
-            raise ValueError(f"Expected `k` to be >= 0, but got {k}.")
-        self.k = int(k)
-        self._ids = torch.zeros(0, dtype=torch.int64)
-        self._scores = torch.zeros(0, dtype=torch.float64)
-        self._extras: torch.Tensor | None = None
-        self.num_seen = 0
-
-    def update(self, ids: torch.Tensor, scores: torch.Tensor, extras: torch.Tensor | None = None) -> None:
-        """Merge one batch: ``ids (B,)``, ``scores (B,)``, optional ``extras (B, ...)``."""
-        ids, scores = _check_scores(ids, scores)
-        self.num_seen += int(ids.numel())
-        if extras is not None and extras.shape[0] != ids.shape[0]:
-            raise ValueError(f"`extras` has {extras.shape[0]} rows for {ids.shape[0]} ids.")
-        if self._ids.numel() >= self.k:
-            # The buffer is full and sorted: only rows scoring at most its worst score can enter
-            # (equal scores may still win on the id). Keeps each merge small.
-            if self.k == 0:
-                return
-            candidates = scores <= self._scores[-1]
-            if not bool(candidates.any()):
-                return
-            if not bool(candidates.all()):
-                ids, scores = ids[candidates], scores[candidates]
-                extras = extras[candidates.to(extras.device)] if extras is not None else None
-        cat_ids = torch.cat([self._ids, ids])
-        cat_scores = torch.cat([self._scores, scores])
-        cat_extras = None
-        if extras is not None:
-            extras = extras.detach().cpu()
-        if extras is not None or self._extras is not None:
-            # rows fed without extras carry NaN rows, so ids and extras stay aligned
-            like = extras if extras is not None else self._extras
-            assert like is not None
-            previous = self._extras
-            if previous is None:
-                previous = torch.full((self._ids.numel(), *like.shape[1:]), float("nan"), dtype=like.dtype)
-            if extras is None:
-                extras = torch.full((ids.numel(), *like.shape[1:]), float("nan"), dtype=like.dtype)
-            cat_extras = torch.cat([previous.to(extras.dtype), extras])
-        keep = _lexsort_lowest(cat_ids, cat_scores, self.k)  # kept sorted: the last row is the worst
-        cat_ids, cat_scores = cat_ids[keep], cat_scores[keep]
-        cat_extras = cat_extras[keep] if cat_extras is not None else None
-        self._ids, self._scores, self._extras = cat_ids, cat_scores, cat_extras
-
-    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(ids (k,), scores (k,))`` of the lowest ``k`` seen so far, in selection order."""
-        return self._ids.clone(), self._scores.clone()
-
-    def extras_of(self, ids: torch.Tensor) -> torch.Tensor | None:
-        """The ``extras`` rows kept for the given (selected) ids, in that order."""
-        if self._extras is None:
-            return None
-        position = {int(i): p for p, i in enumerate(self._ids.tolist())}
-        return self._extras[[position[int(i)] for i in ids.tolist()]]
-
-
-def make_requests(
-    example_ids: Sequence[int] | torch.Tensor,
-    scores: Sequence[float] | torch.Tensor,
-    *,
-    round: int,
-    existing_annotators: Sequence[Sequence[str]],
-) -> list[LabelRequest]:
-    """One :class:`LabelRequest` per selected example, in selection order.
-
-    Args:
-        example_ids: ``(k,)`` selected example ids (unique).
-        scores: ``(k,)`` their scores.
-        round: The round making the requests.
-        existing_annotators: For each example, the annotators who already labeled it (e.g. from
-            ``AnnotationStore.annotators_of``); non-empty means the request is a ``"relabel"``.
-
-    Example::
-
-        >>> [r.kind for r in make_requests([3, 7], [0.1, 0.2], round=0, existing_annotators=[(), ("a",)])]
-        ['new', 'relabel']
-    """
-    ids = [int(i) for i in torch.as_tensor(example_ids).tolist()]
-    values = [float(s) for s in torch.as_tensor(scores, dtype=torch.float64).tolist()]
-    if not (len(ids) == len(values) == len(existing_annotators)):
-        raise ValueError(
-            f"Expected as many scores and annotator lists as example ids ({len(ids)}), but got "
-            f"{len(values)} scores and {len(existing_annotators)} annotator lists."
-        )
-    if len(set(ids)) != len(ids):
-        raise ValueError("Expected unique example ids: one request per example per round.")
-    return [
-        LabelRequest(
-            example_id=i,
-            score=s,
-            kind="relabel" if len(existing) else "new",
-            round=int(round),
-            existing_annotators=tuple(str(a) for a in existing),
-        )
-        for i, s, existing in zip(ids, values, existing_annotators)
-    ]

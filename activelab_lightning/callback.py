@@ -10,7 +10,9 @@ report. The store is the source of truth, and every round follows a crash-safe p
    the selection is made and ``store.begin_round(r, seed, requests)`` records round + requests
    atomically (the probabilities needed for the refresh are saved first, next to the store).
 2. ``oracle.request(pending)`` → answers checked (only requested examples) → ``store.record_response``
-   (idempotent: oracles answer deterministically per request) → if requests are still pending
+   (idempotent: oracles answer deterministically per request); a request answered ``exhausted``
+   is replaced by the next-best candidate (``store.add_requests``, recorded before it is asked), so
+   the round spends its ``query_size`` → if requests are still pending
    (humans), :class:`~activelab_lightning.errors.WaitingForLabels` is raised after storing what
    arrived; else ``store.complete_round(r)``.
 3. Datamodule refresh (CROWDLAB consensus with the round's probabilities) and report.
@@ -96,6 +98,8 @@ class _Outcome:
     answers: tuple[Annotation, ...]
     num_pending: int
     num_exhausted: int
+    num_replaced: int
+    num_skipped: int
     round_state: dict[str, Any] | None
     resumed: bool
 
@@ -147,6 +151,10 @@ class ActiveLabCallback(pl.Callback):
             average does; ``"model"``: the trained model's own probabilities.
         feature_layer: Name (in ``model.named_modules()``) of the layer whose input is the
             representation the heads are fitted on; default the model's last ``nn.Linear``.
+        skip_exhausted: Never select an example an oracle has reported exhausted (no annotator
+            left), and replace each request reported exhausted within a round by the next-best
+            candidate, so every round spends its ``query_size`` (default). ``False`` keeps selecting
+            them (e.g. when new annotators joined).
 
     Attributes:
         history: One dict per acquisition (round, requests, answers, sizes, consensus accuracy...).
@@ -177,6 +185,7 @@ class ActiveLabCallback(pl.Callback):
         crossfit_folds: int = 5,
         crossfit_unlabeled: str = "heads",
         feature_layer: str | None = None,
+        skip_exhausted: bool = True,
     ) -> None:
         super().__init__()
         if out_of_sample not in OUT_OF_SAMPLE_METHODS:
@@ -226,6 +235,8 @@ class ActiveLabCallback(pl.Callback):
             raise ValueError(
                 f"ActiveLabCallback(unlabeled_subsample={unlabeled_subsample!r}): must be None or a positive int."
             )
+        if not isinstance(skip_exhausted, bool):
+            raise TypeError(f"ActiveLabCallback(skip_exhausted={skip_exhausted!r}): pass True or False.")
         if predict_fn is not None and not callable(predict_fn):
             raise TypeError(f"ActiveLabCallback(predict_fn={predict_fn!r}): must be callable(module, x).")
         self.oracle = oracle
@@ -243,6 +254,7 @@ class ActiveLabCallback(pl.Callback):
         self.crossfit_folds = crossfit_folds
         self.crossfit_unlabeled = crossfit_unlabeled
         self.feature_layer = feature_layer
+        self.skip_exhausted = skip_exhausted
         self.history: list[dict[str, Any]] = []
         self._warned: set[str] = set()
         self._oos_diagnostics: dict[str, float] = {}
@@ -482,7 +494,18 @@ class ActiveLabCallback(pl.Callback):
         unlabeled_ids = torch.as_tensor(datamodule.unlabeled_ids, dtype=torch.int64)
         if self.unlabeled_subsample is not None:
             unlabeled_ids = subsample_ids(unlabeled_ids, self.unlabeled_subsample, generator=generator)
-        k = self._round_query_size(int(labeled_ids.numel() + unlabeled_ids.numel()))
+        exclude = None
+        if self.skip_exhausted and trainer.is_global_zero:
+            exclude = self._exhausted(store)
+        num_excluded = int(exclude.numel()) if exclude is not None else 0
+        num_candidates = int(labeled_ids.numel() + unlabeled_ids.numel())
+        if exclude is not None and num_excluded:
+            num_candidates -= int(
+                torch.isin(exclude, labeled_ids).sum() + torch.isin(exclude, unlabeled_ids).sum()
+            )
+        k = self._round_query_size(num_candidates)
+        # the next-best candidates replace requests the oracle reports exhausted within the round
+        reserve = min(k, num_candidates - k)
         members = list(ensemble) if ensemble is not None else None
         oos = None
         if labeled_pred_probs is None and members is None and labeled_ids.numel():
@@ -573,19 +596,22 @@ class ActiveLabCallback(pl.Callback):
         )
         if use_heads and strategy.input != "ensemble":  # single-model strategies: the heads' mean
             batches = ((batch_ids, p.mean(dim=0)) for batch_ids, p in batches)
-        ranked = rank_pools(strategy, ctx, batches, k)
+        ranked = rank_pools(strategy, ctx, batches, k + reserve, exclude=exclude)
         if not trainer.is_global_zero:
             return (), seed
 
         scores_for_report["labeled"] = ranked.labeled_scores
         scores_for_report["unlabeled"] = ranked.unlabeled_scores
         self._oos_diagnostics = dict(oos.diagnostics) if oos is not None else {}
-        chosen_ids, chosen_scores = ranked.top.result()
+        candidate_ids, candidate_scores = ranked.top.result()
+        chosen_ids, chosen_scores = candidate_ids[:k], candidate_scores[:k]
         requests = make_requests(
             chosen_ids, chosen_scores, round=r, existing_annotators=store.annotators_of(chosen_ids)
         )
-        # Probabilities the refresh will need: labeled pool + the selected unlabeled examples.
-        new = torch.tensor([q.example_id for q in requests if q.kind == "new"], dtype=torch.int64)
+        # Probabilities the refresh will need: labeled pool + the selected unlabeled examples
+        # (reserve included: a replacement request may turn one of them into a labeled example).
+        counts = store.label_counts()
+        new = candidate_ids[counts[candidate_ids] == 0] if candidate_ids.numel() else candidate_ids
         new_probs = ranked.top.extras_of(new) if new.numel() else None
         refresh_ids = torch.cat([labeled_ids, new]) if new_probs is not None else labeled_ids
         refresh_probs = labeled_probs.to(torch.float64)
@@ -594,10 +620,27 @@ class ActiveLabCallback(pl.Callback):
         self._round_states.save(
             store,
             r,
-            {"ids": refresh_ids, "probs": refresh_probs, "datamodule": datamodule_state(datamodule)},
+            {
+                "ids": refresh_ids,
+                "probs": refresh_probs,
+                "datamodule": datamodule_state(datamodule),
+                "query_size": k,
+                "reserve_ids": candidate_ids[k:].clone(),
+                "reserve_scores": candidate_scores[k:].to(torch.float64).clone(),
+                "num_skipped": num_excluded,
+            },
         )
         store.begin_round(r, seed, requests)
         return tuple(requests), seed
+
+    def _exhausted(self, store: Any) -> torch.Tensor:
+        """Examples no further label can come for: reported exhausted in a past round, plus those the
+        oracle itself knows it cannot label (its optional ``exhausted_examples(store)``)."""
+        ids = torch.tensor(store.exhausted_example_ids(), dtype=torch.int64)
+        known = getattr(self.oracle, "exhausted_examples", None)
+        if callable(known):
+            ids = torch.cat([ids, torch.as_tensor(known(store), dtype=torch.int64).reshape(-1)])
+        return torch.unique(ids)
 
     def _labeled_pass(
         self,
@@ -664,24 +707,17 @@ class ActiveLabCallback(pl.Callback):
     # ------------------------------------------------------------------ step 2: oracle and store
     def _ask(self, store: Any, plan: _Plan, requests: Sequence[LabelRequest], seed: int) -> _Outcome:
         r = plan.round
-        pending = tuple(requests) if not plan.resume else tuple(store.pending_requests(r))
-        answers: tuple[Annotation, ...] = ()
-        still_pending = 0
-        exhausted = 0
-        if pending:
-            response = self.oracle.request(list(pending))
-            if not isinstance(response, OracleResponse):
-                raise TypeError(
-                    f"{type(self.oracle).__name__}.request(...) returned {type(response).__name__}; an oracle must "
-                    f"return an OracleResponse(annotations=..., pending=..., exhausted=...)."
-                )
-            response = check_response(
-                pending, response, oracle_name=_oracle_name(self.oracle), num_classes=store.num_classes
-            )
-            store.record_response(response)
-            answers = response.annotations
-            still_pending = len(response.pending)
-            exhausted = len(response.exhausted)
+        batch = tuple(requests) if not plan.resume else tuple(store.pending_requests(r))
+        state = self._round_states.load(store, r)
+        answers: list[Annotation] = []
+        still_pending = exhausted = replaced = 0
+        while batch:
+            response = self._request(store, batch)
+            answers += response.annotations
+            still_pending += len(response.pending)
+            exhausted += len(response.exhausted)
+            batch = self._replacements(store, r, state) if response.exhausted else ()
+            replaced += len(batch)
         if still_pending == 0:
             store.complete_round(r)
         record = store.round_record(r)
@@ -689,12 +725,50 @@ class ActiveLabCallback(pl.Callback):
             round=r,
             seed=record.seed if record is not None else seed,
             requests=tuple(store.requests(r)),
-            answers=answers,
+            answers=tuple(answers),
             num_pending=still_pending,
             num_exhausted=exhausted,
-            round_state=self._round_states.load(store, r),
+            num_replaced=replaced,
+            num_skipped=int((state or {}).get("num_skipped", 0)),
+            round_state=state,
             resumed=plan.resume,
         )
+
+    def _request(self, store: Any, batch: Sequence[LabelRequest]) -> OracleResponse:
+        """Ask the oracle, check its answer, store it durably (before anything uses it)."""
+        response = self.oracle.request(list(batch))
+        if not isinstance(response, OracleResponse):
+            raise TypeError(
+                f"{type(self.oracle).__name__}.request(...) returned {type(response).__name__}; an oracle must "
+                f"return an OracleResponse(annotations=..., pending=..., exhausted=...)."
+            )
+        response = check_response(
+            batch, response, oracle_name=_oracle_name(self.oracle), num_classes=store.num_classes
+        )
+        store.record_response(response)
+        return response
+
+    @staticmethod
+    def _replacements(store: Any, r: int, state: dict[str, Any] | None) -> tuple[LabelRequest, ...]:
+        """Requests for the next-best candidates of round ``r``, one per request the oracle reported
+        exhausted, so the round still spends its ``query_size`` (recorded before they are asked)."""
+        if not state or "reserve_ids" not in state:
+            return ()
+        status = store.request_status(r)
+        need = int(state["query_size"]) - sum(s != "exhausted" for s in status.values())
+        if need <= 0:
+            return ()
+        requested = torch.tensor([q.example_id for q in store.requests(r)], dtype=torch.int64)
+        skip = torch.cat([requested, torch.tensor(store.exhausted_example_ids(), dtype=torch.int64)])
+        ids = torch.as_tensor(state["reserve_ids"], dtype=torch.int64)
+        scores = torch.as_tensor(state["reserve_scores"], dtype=torch.float64)
+        keep = ~torch.isin(ids, skip)
+        ids, scores = ids[keep][:need], scores[keep][:need]
+        if ids.numel() == 0:
+            return ()
+        new = make_requests(ids, scores, round=r, existing_annotators=store.annotators_of(ids))
+        store.add_requests(r, new)
+        return tuple(new)
 
     # ------------------------------------------------------------------ step 3: apply on every rank
     def _apply(self, trainer: pl.Trainer, datamodule: Any, outcome: _Outcome) -> None:
@@ -736,6 +810,8 @@ class ActiveLabCallback(pl.Callback):
             answers=outcome.answers,
             num_pending=outcome.num_pending,
             num_exhausted=outcome.num_exhausted,
+            num_replaced=outcome.num_replaced,
+            num_skipped=outcome.num_skipped,
             labeled_scores=scores["labeled"],
             unlabeled_scores=scores["unlabeled"],
             round_state=outcome.round_state,

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_STORE_LOCKED",
     "EXIT_WAITING_FOR_LABELS",
     "ActiveLabError",
     "OracleAnswerError",
     "OracleUnavailable",
+    "StoreLocked",
     "WaitingForLabels",
 ]
 
 #: Exit status of ``activelab run`` when a round stopped because human answers are missing
 #: (``EX_TEMPFAIL`` from ``sysexits.h``: "try again later"). Re-run the same command once they arrive.
 EXIT_WAITING_FOR_LABELS = 75
+
+#: Exit status of ``activelab run`` when another run holds the store (``EX_UNAVAILABLE``); nothing
+#: was written. Wait for that run to end, or use another ``--out_dir``.
+EXIT_STORE_LOCKED = 69
 
 
 class ActiveLabError(RuntimeError):
@@ -50,3 +56,7 @@ class OracleUnavailable(ActiveLabError):
 class OracleAnswerError(ActiveLabError, ValueError):
     """An oracle answered something that was not asked (or asked wrongly); nothing of its response
     was stored. Raised by :func:`~activelab_lightning.oracles.base.check_response`."""
+
+
+class StoreLocked(ActiveLabError):
+    """Another live process runs on this store (it holds ``<store>.lock``); nothing was changed."""

@@ -44,11 +44,12 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from activelab_lightning._distributed import is_rank_zero
+from activelab_lightning._distributed import is_rank_zero, rank_zero_warn
 from activelab_lightning._files import atomic_path
 from activelab_lightning.callback import ActiveLabCallback
 from activelab_lightning.predictions import collect_predictions, stratified_folds
 from activelab_lightning.selection import get_strategy, round_seed
+from activelab_lightning.store._lock import RunLock
 
 __all__ = ["ActiveLearningLoop"]
 
@@ -184,7 +185,17 @@ class ActiveLearningLoop:
 
         Raises:
             WaitingForLabels: A human oracle has not answered yet; re-run later to continue.
+            StoreLocked: Another process runs on the same store (nothing was changed).
         """
+        lock = RunLock(getattr(self.store, "path", ":memory:"))
+        if is_rank_zero():
+            lock.acquire()  # one run per store; the kernel drops it if this process dies
+        try:
+            return self._run()
+        finally:
+            lock.release()
+
+    def _run(self) -> list[dict[str, Any]]:
         self.callback.restore(self.datamodule)
         while True:
             r = self._next_round()
@@ -197,6 +208,15 @@ class ActiveLearningLoop:
                     break
                 self.callback.limit_next_query_size(remaining)
             self._run_round(r)
+            status = list(self.store.request_status(r).values())
+            if not any(st in ("answered", "pending") for st in status):  # from the store: resume-safe
+                rank_zero_warn(
+                    f"ActiveLearningLoop: stopping after round {r}: no candidate example can get another label "
+                    f"from this oracle ({status.count('exhausted')} requests of the round came back "
+                    f"exhausted). The pool is used up.",
+                    category=UserWarning,
+                )
+                break
             if self._next_round() <= r:  # the round did not complete (should have raised WaitingForLabels)
                 raise RuntimeError(f"Round {r} did not complete; check the oracle's pending requests.")
         return self.history

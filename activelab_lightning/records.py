@@ -105,6 +105,9 @@ class RoundSummary:
         answers: The annotations the oracle returned this round.
         num_pending: Requests still waiting for an answer.
         num_exhausted: Requests no annotator could answer.
+        num_replaced: Requests added within the round for the next-best candidates, one per
+            exhausted request, so the round still spends its ``query_size``.
+        num_skipped: Examples selection skipped because an oracle had reported them exhausted.
         labeled_scores: ``(n_labeled,)`` scores of the labeled pool before the round (float64).
         unlabeled_scores: ``(n_unlabeled,)`` scores of the unlabeled pool (may be a sample).
         consensus_accuracy: Accuracy of the consensus labels against ground truth, if known.
@@ -124,6 +127,8 @@ class RoundSummary:
     answers: tuple[Annotation, ...]
     num_pending: int = 0
     num_exhausted: int = 0
+    num_replaced: int = 0
+    num_skipped: int = 0
     labeled_scores: object | None = None
     unlabeled_scores: object | None = None
     consensus_accuracy: float | None = None
@@ -153,6 +158,8 @@ class RoundSummary:
             "num_answers": len(self.answers),
             "num_pending": self.num_pending,
             "num_exhausted": self.num_exhausted,
+            "num_replaced": self.num_replaced,
+            "num_skipped": self.num_skipped,
             "consensus_accuracy": self.consensus_accuracy,
             "model_weight": self.model_weight,
             "mean_annotator_weight": self.mean_annotator_weight,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from activelab_lightning.cli.errors import ConfigError, ParserSpec, explain_parse_error
+from activelab_lightning.store._lock import RunLock
 
 __all__ = ["PROG", "PreparedRun", "build_run_parser", "prepare_run", "run_command"]
 
@@ -118,8 +119,17 @@ class PreparedRun:
     """
 
     def __init__(
-        self, config: Any, out_dir: Path, parts: Any, loop: Any, reporter: Any, loggers: list
+        self,
+        config: Any,
+        out_dir: Path,
+        parts: Any,
+        loop: Any,
+        reporter: Any,
+        loggers: list,
+        *,
+        lock: RunLock | None = None,
     ) -> None:
+        self._lock = lock
         self.config = config
         self.out_dir = out_dir
         self.parts = parts
@@ -166,6 +176,8 @@ class PreparedRun:
             loop.rounds = target
             for logger in self.loggers:
                 _finish_logger(logger)
+            if self._lock is not None:
+                self._lock.release()  # taken by prepare_run
         if is_rank_zero() and reporter.history:
             if self.config.console:
                 reporter.print_rounds(title="all rounds")
@@ -266,9 +278,6 @@ def prepare_run(argv: Sequence[str] | None = None, *, parser: Any = None) -> Pre
     import lightning.pytorch as pl
 
     from activelab_lightning._distributed import is_rank_zero
-    from activelab_lightning.callback import ActiveLabCallback
-    from activelab_lightning.loop import ActiveLearningLoop
-    from activelab_lightning.reporting import Reporter, round_log_path
 
     parser = parser or build_run_parser()
     cfg = _parse(parser, list(argv) if argv is not None else sys.argv[2:])
@@ -283,6 +292,33 @@ def prepare_run(argv: Sequence[str] | None = None, *, parser: Any = None) -> Pre
     if init.oracle is not None:
         init.oracle.check()
     out_dir.mkdir(parents=True, exist_ok=True)
+    # one run per store, taken before anything is written (the store, config.yaml, logs)
+    lock = RunLock(store_path)
+    if is_rank_zero():
+        lock.acquire()
+    try:
+        return _build_run(parser, cfg, init, out_dir, store_path, seed, trainer_kwargs, loggers, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _build_run(
+    parser: Any,
+    cfg: Any,
+    init: Any,
+    out_dir: Path,
+    store_path: Path,
+    seed: int,
+    trainer_kwargs: dict[str, Any],
+    loggers: list[Any],
+    lock: RunLock,
+) -> PreparedRun:
+    from activelab_lightning._distributed import is_rank_zero
+    from activelab_lightning.callback import ActiveLabCallback
+    from activelab_lightning.loop import ActiveLearningLoop
+    from activelab_lightning.reporting import Reporter, round_log_path
+
     parts = init.data.build(store_path=store_path, seed=seed)
     _check_model(init.model, parts)
     oracle = init.oracle.build(parts, seed=seed) if init.oracle is not None else parts.oracle
@@ -307,16 +343,24 @@ def prepare_run(argv: Sequence[str] | None = None, *, parser: Any = None) -> Pre
     )
     if is_rank_zero():
         parser.save(cfg, out_dir / "config.yaml", overwrite=True, skip_validation=True)
-    return PreparedRun(cfg, out_dir, parts, loop, reporter, loggers)
+    return PreparedRun(cfg, out_dir, parts, loop, reporter, loggers, lock=lock)
 
 
 def run_command(argv: Sequence[str]) -> int:
     """``activelab run ARGS``: prepare, then run; returns the exit status (0, 2 or 75)."""
     from activelab_lightning._distributed import is_rank_zero
-    from activelab_lightning.errors import EXIT_WAITING_FOR_LABELS, WaitingForLabels
+    from activelab_lightning.errors import (
+        EXIT_STORE_LOCKED,
+        EXIT_WAITING_FOR_LABELS,
+        StoreLocked,
+        WaitingForLabels,
+    )
 
     try:
         prepared = prepare_run(argv)
+    except StoreLocked as err:
+        print(f"{PROG} run: error: {err}", file=sys.stderr)
+        return EXIT_STORE_LOCKED
     except (ConfigError, FileNotFoundError, ValueError, TypeError) as err:
         print(f"{PROG} run: error: {err}", file=sys.stderr)
         return 2

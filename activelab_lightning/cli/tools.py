@@ -62,6 +62,11 @@ def status_command(args: argparse.Namespace) -> int:
         f"annotations: {len(store)}   labeled: {labeled}   unlabeled: {store.num_examples - labeled}   "
         f"pending requests: {len(pending)}"
     )
+    from activelab_lightning.store._lock import RunLock, describe_owner
+
+    holder = RunLock(args.store).holder()
+    if holder is not None:
+        console.print(f"in use by {describe_owner(holder)}")
     log_rows = {}
     log_path = round_log_path(args.store)
     if log_path.is_file():

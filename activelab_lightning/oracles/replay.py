@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ import torch
 from activelab_lightning.oracles.base import BaseOracle, stable_uniform, string_keys
 from activelab_lightning.records import Annotation, LabelRequest, OracleResponse
 from activelab_lightning.tables import ClassNames, LabelError, column_key, parse_int, parse_label, read_table
+
+if TYPE_CHECKING:
+    from activelab_lightning.store import AnnotationStore
 
 __all__ = ["ReplayOracle"]
 
@@ -79,6 +83,22 @@ class _TableSource:
             if np.isfinite(priority[pos]):
                 out[b] = (self.names[ann[pos]], int(self.lab[rows[pos]]))
         return out
+
+    def remaining(
+        self, num_examples: int, labeled: np.ndarray, labels: np.ndarray, names: Sequence[str]
+    ) -> np.ndarray:
+        """``(num_examples,)`` held-back labels per example not yet given by their annotator.
+
+        ``labels`` is the store's ``(n, M)`` label matrix of the ``labeled`` ids (NaN = missing),
+        ``names`` its column annotators.
+        """
+        n_ann = len(self.names)
+        col = np.asarray([self.index.get(str(a), -1) for a in names], dtype=np.int64)
+        rows, cols = np.nonzero(~np.isnan(labels)) if labels.size else (np.zeros(0, int), np.zeros(0, int))
+        known = col[cols] >= 0
+        used = labeled[rows[known]] * n_ann + col[cols[known]]
+        free = ~np.isin(self.ex * n_ann + self.ann, used)
+        return np.bincount(self.ex[free], minlength=num_examples)[:num_examples]
 
 
 class _DistributionSource:
@@ -386,6 +406,30 @@ class ReplayOracle(BaseOracle):
     def annotator_ids(self) -> tuple[str, ...]:
         """The annotators of the table (sorted); empty for distribution sources."""
         return self._source.names if isinstance(self._source, _TableSource) else ()
+
+    def exhausted_examples(self, store: AnnotationStore) -> torch.Tensor:
+        """Sorted ids of the examples this oracle cannot label again: every recorded label of theirs
+        is in ``store`` already (or the table has none). Selection skips them.
+
+        Distribution sources draw fresh annotators and are never exhausted (empty result).
+
+        Example::
+
+            >>> from activelab_lightning.store import AnnotationStore
+            >>> from activelab_lightning.records import Annotation
+            >>> oracle = ReplayOracle([0, 0, 1], ["a", "b", "a"], [1, 1, 0], num_examples=3)
+            >>> store = AnnotationStore(num_examples=3, class_names=["x", "y"])
+            >>> _ = store.add_annotations([Annotation(1, "a", 0), Annotation(0, "a", 1)])
+            >>> oracle.exhausted_examples(store).tolist()  # 1: "a" gave its only label; 2: none recorded
+            [1, 2]
+        """
+        if not isinstance(self._source, _TableSource):
+            return torch.zeros(0, dtype=torch.int64)
+        num_examples = int(store.num_examples)
+        labeled = store.labeled_ids()
+        labels, names = store.label_matrix(labeled)
+        left = self._source.remaining(num_examples, labeled.numpy(), labels.numpy(), names)
+        return torch.from_numpy(np.nonzero(left == 0)[0].astype(np.int64))
 
     def _answer(self, requests: tuple[LabelRequest, ...]) -> OracleResponse:
         picks = self._source.answer(self.seed, requests)

@@ -41,6 +41,8 @@ def summarize_round(
     unlabeled_scores: torch.Tensor | None,
     round_state: dict[str, Any] | None,
     diagnostics: dict[str, float],
+    num_replaced: int = 0,
+    num_skipped: int = 0,
     true_labels: torch.Tensor | None = None,
     seconds: float = 0.0,
 ) -> RoundSummary:
@@ -55,6 +57,8 @@ def summarize_round(
         answers: The answers stored in this call.
         num_pending: Requests still unanswered.
         num_exhausted: Requests the oracle could not serve.
+        num_replaced: Requests added in the round to replace exhausted ones.
+        num_skipped: Candidates skipped because an oracle had reported them exhausted before.
         labeled_scores: ``(n,)`` labeled-pool scores (None when the round was resumed).
         unlabeled_scores: Up to 100k unlabeled scores (None when none).
         round_state: The round's refresh state (ids the consensus was computed on).
@@ -82,6 +86,8 @@ def summarize_round(
         answers=tuple(answers),
         num_pending=num_pending,
         num_exhausted=num_exhausted,
+        num_replaced=num_replaced,
+        num_skipped=num_skipped,
         labeled_scores=labeled_scores,
         unlabeled_scores=unlabeled_scores,
         consensus_accuracy=consensus_accuracy,

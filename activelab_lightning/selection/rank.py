@@ -44,24 +44,39 @@ def rank_pools(
     ctx: ScoringContext | None,
     unlabeled: Iterable[tuple[Tensor, Tensor]],
     k: int,
+    *,
+    exclude: Tensor | None = None,
 ) -> RankedPools:
     """Fit ``strategy`` on ``ctx`` and stream ``unlabeled`` past it, keeping the ``k`` lowest.
+
+    Examples in ``exclude`` (e.g. exhausted for the oracle) are scored like any other -- the
+    labeled pool's scores and the strategy's fit still use them -- but never selected.
 
     Args:
         strategy: A fresh strategy.
         ctx: The labeled pool's scoring context; ``None`` on DDP ranks other than 0, which only
             drain ``unlabeled`` (the inference behind it is collective) and score nothing.
         unlabeled: ``(ids (b,), probs (b, K) or (P, b, K))`` batches of the unlabeled pool.
-        k: Requests this round.
+        k: Candidates to keep (the round's requests plus any reserve for replacements).
+        exclude: ``(e,)`` example ids that must not be selected.
 
     Returns:
         A :class:`RankedPools` (empty on ranks other than 0).
     """
     top = LowestK(k)
+    skip = exclude if exclude is not None and exclude.numel() else None
+
+    def keep(ids: Tensor, scores: Tensor, extras: Tensor | None = None) -> None:
+        if skip is not None:
+            mask = ~torch.isin(ids, skip)
+            ids, scores = ids[mask], scores[mask]
+            extras = extras[mask] if extras is not None else None
+        top.update(ids, scores, extras)
+
     labeled_scores = None
     if ctx is not None:
         labeled_scores = strategy.fit(ctx)  # (0,) on a cold start: only new labels then
-        top.update(ctx.labeled_ids, labeled_scores)
+        keep(ctx.labeled_ids, labeled_scores)
     reported: list[Tensor] = []
     pending: list[tuple[Tensor, Tensor]] = []
     use_probs = strategy.input != "none"
@@ -72,13 +87,13 @@ def rank_pools(
             pending.append((ids, probs))
             continue
         scores = strategy.score_unlabeled(ids, probs if use_probs else None)
-        top.update(ids, scores, probs if probs.ndim == 2 else probs.mean(dim=0))
+        keep(ids, scores, probs if probs.ndim == 2 else probs.mean(dim=0))
         if sum(s.numel() for s in reported) < MAX_REPORTED_UNLABELED_SCORES:
             reported.append(scores)
     if ctx is not None and pending:
         ids = torch.cat([p[0] for p in pending])
         probs = torch.cat([p[1] for p in pending], dim=-2)
         scores = strategy.score_unlabeled(ids, probs if use_probs else None)
-        top.update(ids, scores, probs if probs.ndim == 2 else probs.mean(dim=0))
+        keep(ids, scores, probs if probs.ndim == 2 else probs.mean(dim=0))
         reported.append(scores)
     return RankedPools(top, labeled_scores, torch.cat(reported) if reported else None)

@@ -79,31 +79,7 @@ class RoundsMixin(StoreBase):
         seed_ = int_arg(seed, "seed")
         if isinstance(requests, LabelRequest) or not isinstance(requests, Iterable):
             raise TypeError(f"requests must be a sequence of LabelRequest, got {requests!r}.")
-        requests = list(requests)
-        rows: list[tuple[str, int, int, int, float, str, str, str]] = []
-        seen: set[int] = set()
-        now = utc_now()
-        for i, req in enumerate(requests):
-            where = f"requests[{i}]"
-            if not isinstance(req, LabelRequest):
-                raise TypeError(f"{where} must be a LabelRequest, got {type(req).__name__}: {req!r}.")
-            if int_arg(req.round, f"{where} round") != round_:
-                raise ValueError(
-                    f"{where}.round is {req.round}, but begin_round was called with round={round_}."
-                )
-            e = self._check_example_id(req.example_id, where)
-            if e in seen:
-                raise ValueError(
-                    f"{where}: example_id {e} is requested twice in round {round_}; one request per example."
-                )
-            seen.add(e)
-            if req.kind not in _REQUEST_KINDS:
-                raise ValueError(f"{where}.kind must be one of {_REQUEST_KINDS}, got {req.kind!r}.")
-            score = float(req.score)  # NaN (no score) is stored as NULL
-            existing = tuple(req.existing_annotators)
-            for a in existing:
-                self._check_text(a, "existing_annotators item", where)
-            rows.append((req.request_id, round_, i, e, score, req.kind, json.dumps(list(existing)), now))
+        rows = self._request_rows(round_, list(requests), "begin_round")
         selected = [r[3] for r in rows]
         with self._transaction() as conn:
             found = conn.execute(
@@ -122,13 +98,117 @@ class RoundsMixin(StoreBase):
             conn.execute(
                 "INSERT INTO rounds (round, seed, selected_ids, status, created_at) "
                 "VALUES (?, ?, ?, 'requested', ?)",
-                (round_, seed_, json.dumps(selected), now),
+                (round_, seed_, json.dumps(selected), rows[0][7] if rows else utc_now()),
             )
             conn.executemany(
                 "INSERT INTO requests (request_id, round, position, example_id, score, kind, "
                 "existing_annotators, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+
+    def _request_rows(
+        self, round_: int, requests: list[LabelRequest], caller: str, start: int = 0
+    ) -> list[tuple[str, int, int, int, float, str, str, str]]:
+        """Validated ``requests`` table rows (positions from ``start``); one request per example."""
+        rows: list[tuple[str, int, int, int, float, str, str, str]] = []
+        seen: set[int] = set()
+        now = utc_now()
+        for i, req in enumerate(requests):
+            where = f"requests[{i}]"
+            if not isinstance(req, LabelRequest):
+                raise TypeError(f"{where} must be a LabelRequest, got {type(req).__name__}: {req!r}.")
+            if int_arg(req.round, f"{where} round") != round_:
+                raise ValueError(
+                    f"{where}.round is {req.round}, but {caller} was called with round={round_}."
+                )
+            e = self._check_example_id(req.example_id, where)
+            if e in seen:
+                raise ValueError(
+                    f"{where}: example_id {e} is requested twice in round {round_}; one request per example."
+                )
+            seen.add(e)
+            if req.kind not in _REQUEST_KINDS:
+                raise ValueError(f"{where}.kind must be one of {_REQUEST_KINDS}, got {req.kind!r}.")
+            score = float(req.score)  # NaN (no score) is stored as NULL
+            existing = tuple(req.existing_annotators)
+            for a in existing:
+                self._check_text(a, "existing_annotators item", where)
+            rows.append(
+                (req.request_id, round_, start + i, e, score, req.kind, json.dumps(list(existing)), now)
+            )
+        return rows
+
+    def add_requests(self, round: int, requests: Sequence[LabelRequest]) -> int:
+        """Add requests to a begun, not yet completed round (replacements for exhausted ones).
+
+        The requests are appended after the round's existing ones, and their example ids to the
+        round's selected ids, in one transaction. Requests already in the store (same request id,
+        e.g. a resumed run adding the same replacements) are skipped.
+
+        Args:
+            round: The in-flight round.
+            requests: New requests of that round, for examples it has not requested yet.
+
+        Returns:
+            The number of requests added.
+
+        Raises:
+            ValueError: The round was never begun or is completed.
+
+        Example::
+
+            >>> from activelab_lightning.store import AnnotationStore
+            >>> from activelab_lightning.records import LabelRequest
+            >>> store = AnnotationStore(num_examples=5, class_names=["a", "b"])
+            >>> store.begin_round(0, seed=7, requests=[LabelRequest(3, 0.2, "new", 0)])
+            >>> store.add_requests(0, [LabelRequest(1, 0.3, "new", 0)])
+            1
+            >>> store.round_record(0).selected_ids
+            (3, 1)
+        """
+        round_ = int_arg(round, "round")
+        if isinstance(requests, LabelRequest) or not isinstance(requests, Iterable):
+            raise TypeError(f"requests must be a sequence of LabelRequest, got {requests!r}.")
+        with self._transaction() as conn:
+            found = conn.execute(
+                "SELECT selected_ids, status FROM rounds WHERE round = ?", (round_,)
+            ).fetchone()
+            if found is None or found[1] == "completed":
+                state = "was never begun" if found is None else "is completed"
+                raise ValueError(
+                    f"add_requests({round_}, ...): round {round_} {state}; requests can only be added to the "
+                    f"round in flight (begin_round first)."
+                )
+            stored = dict(
+                conn.execute(
+                    "SELECT request_id, example_id FROM requests WHERE round = ?", (round_,)
+                ).fetchall()
+            )
+            # a request id names (round, example): one already stored is this very request again
+            fresh = [q for q in requests if not (isinstance(q, LabelRequest) and q.request_id in stored)]
+            rows = self._request_rows(round_, fresh, "add_requests", start=len(stored))
+            if not rows:
+                return 0
+            selected = json.loads(found[0]) + [r[3] for r in rows]
+            conn.execute("UPDATE rounds SET selected_ids = ? WHERE round = ?", (json.dumps(selected), round_))
+            conn.executemany(
+                "INSERT INTO requests (request_id, round, position, example_id, score, kind, "
+                "existing_annotators, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def exhausted_example_ids(self) -> list[int]:
+        """Sorted ids of the examples an oracle reported exhausted (no annotator left) in any round.
+
+        Selection skips them, so a round does not spend its requests on examples that cannot get
+        another label.
+        """
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT example_id FROM requests WHERE status = 'exhausted' ORDER BY example_id"
+            ).fetchall()
+        return [int(r[0]) for r in rows]
 
     def complete_round(self, round: int) -> None:
         """Mark a round completed (idempotent). Its unanswered requests stay pending.

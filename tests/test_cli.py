@@ -537,3 +537,19 @@ def test_oracle_specs_forward_their_fields_by_name():
 
     with pytest.raises(TypeError, match="FileOracle has no parameter 'answer_file'"):
         Drifted().oracle_kwargs(FileOracle)
+
+
+@pytest.mark.slow
+def test_out_dir_moves_the_configs_loggers_with_the_run(tmp_path, monkeypatch):
+    """The shipped configs say `save_dir: .`: relative to out_dir, so `--out_dir` moves every log."""
+    monkeypatch.chdir(tmp_path)  # a stray relative save_dir would land here
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "elsewhere"
+    argv = ["run", "--config", str(QUICKSTART), "--out_dir", str(out), "--loop.rounds", "1"]
+    argv += ["--trainer.max_epochs", "1", "--callback.query_size", "10", "--console", "false"]
+    assert main(argv) == 0
+    assert list((out / "csv").glob("version_*/metrics.csv")), sorted(p.name for p in out.iterdir())
+    assert (out / "wandb").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere"]  # nothing outside out_dir
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert all(logger["init_args"]["save_dir"] == "." for logger in saved["trainer"]["logger"])

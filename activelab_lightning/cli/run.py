@@ -11,6 +11,7 @@ status`` and ``activelab --help`` start quickly.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -198,6 +199,26 @@ def _finish_logger(logger: Any) -> None:
         logger.experiment.finish()
 
 
+def _loggers_in(cfg: Any, out_dir: Path) -> Any:
+    """A copy of ``cfg`` whose loggers' relative ``save_dir`` lie inside ``out_dir``.
+
+    So ``--out_dir`` moves every log with the run (configs say ``save_dir: .``); an absolute
+    ``save_dir`` is kept as given. The saved ``config.yaml`` keeps the relative value.
+    """
+    clone = cfg.clone()
+    value = getattr(clone.trainer, "logger", None)
+    for item in value if isinstance(value, list) else [value]:
+        init_args = getattr(item, "init_args", None)
+        save_dir = getattr(init_args, "save_dir", None) if init_args is not None else None
+        if (
+            init_args is not None
+            and isinstance(save_dir, (str, os.PathLike))
+            and not Path(save_dir).is_absolute()
+        ):
+            init_args.save_dir = str(out_dir / save_dir)
+    return clone
+
+
 def _instantiate(parser: Any, cfg: Any) -> Any:
     instantiate = getattr(parser, "instantiate", None)
     if instantiate is None:  # jsonargparse < 4.49
@@ -283,8 +304,8 @@ def prepare_run(argv: Sequence[str] | None = None, *, parser: Any = None) -> Pre
     cfg = _parse(parser, list(argv) if argv is not None else sys.argv[2:])
     seed = int(cfg.seed)
     pl.seed_everything(seed, workers=True, verbose=False)  # the model's initial weights
-    init = _instantiate(parser, cfg)
     out_dir = Path(cfg.out_dir)
+    init = _instantiate(parser, _loggers_in(cfg, out_dir))
     store_path = Path(cfg.store) if cfg.store else out_dir / "labels.sqlite"
     trainer_kwargs = {k: v for k, v in vars(init.trainer).items() if v is not None}
     loggers = _loggers(trainer_kwargs.pop("logger", None), out_dir)

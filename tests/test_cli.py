@@ -74,6 +74,21 @@ def test_run_writes_store_round_log_curve_and_config(tiny_run):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_rerunning_a_finished_run_says_it_is_complete_and_changes_nothing(tiny_run, capsys):
+    from activelab_lightning.store import AnnotationStore
+
+    store = AnnotationStore(tiny_run / "labels.sqlite")
+    before = (len(store), store.rounds())
+    store.close()
+    capsys.readouterr()
+    assert main(tiny(tiny_run)) == 0
+    err = capsys.readouterr().err
+    assert "already complete" in err and "holds 2 completed rounds" in err and "--loop.rounds 3" in err
+    store = AnnotationStore(tiny_run / "labels.sqlite")
+    assert (len(store), store.rounds()) == before
+
+
 def test_print_config_round_trips_to_the_same_selections(tiny_run, tmp_path, capsys):
     """Must-show 3: the printed config, fed back with --config, selects the same examples."""
     with pytest.raises(SystemExit) as exit_info:

@@ -157,6 +157,15 @@ class PreparedRun:
         loop, reporter = self.loop, self.reporter
         target = loop.rounds
         seen = {h["round"] for h in loop.history}
+        done_before = loop.store.last_completed_round() + 1
+        if done_before >= target and not any(rec.status != "completed" for rec in loop.store.rounds()):
+            if is_rank_zero():
+                print(
+                    f"already complete: {loop.store.path} holds {done_before} completed rounds and "
+                    f"loop.rounds is {target}, so there is nothing to run; pass --loop.rounds {done_before + 1} "
+                    f"(or more) to continue this run, or another --out_dir for a new one.",
+                    file=sys.stderr,
+                )
         try:
             for r in range(target):
                 loop.rounds = r + 1

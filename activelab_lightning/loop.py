@@ -48,6 +48,7 @@ from activelab_lightning._distributed import is_rank_zero, rank_zero_warn
 from activelab_lightning._files import atomic_path
 from activelab_lightning.callback import ActiveLabCallback
 from activelab_lightning.predictions import collect_predictions, stratified_folds
+from activelab_lightning.round_state import state_folder
 from activelab_lightning.selection import get_strategy, round_seed
 from activelab_lightning.store._lock import RunLock
 
@@ -347,7 +348,7 @@ class ActiveLearningLoop:
         path = getattr(self.store, "path", ":memory:")
         if not self.warm_start or path == ":memory:" or r < 0:
             return None
-        return Path(path).with_name(Path(path).name + ".activelab") / f"round-{r:05d}-model.pt"
+        return state_folder(path) / f"round-{r:05d}-model.pt"
 
     def _save_model(self, r: int, module: pl.LightningModule) -> None:
         path = self._model_path(r)

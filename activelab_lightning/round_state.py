@@ -19,7 +19,14 @@ import torch
 
 from activelab_lightning._files import atomic_path
 
-__all__ = ["RoundStates", "datamodule_state"]
+__all__ = ["RoundStates", "datamodule_state", "state_folder"]
+
+
+def state_folder(store_path: str | os.PathLike[str]) -> Path:
+    """``<store>.activelab/``: the folder next to a file-backed store for per-round files
+    (refresh states here, the loop's warm-start checkpoints)."""
+    path = Path(store_path)
+    return path.with_name(path.name + ".activelab")
 
 
 def datamodule_state(datamodule: Any) -> dict[str, Any] | None:
@@ -56,7 +63,7 @@ class RoundStates:
             path = getattr(store, "path", ":memory:")
             if path == ":memory:":
                 return None
-            base = Path(path).with_name(Path(path).name + ".activelab")
+            base = state_folder(path)
         else:
             base = Path(self.state_dir)
         return base / f"round-{r:05d}.pt"
